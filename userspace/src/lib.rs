@@ -1,0 +1,5 @@
+//! Portier as a library: the pieces the `portier` binary wires together, and
+//! that integration tests and benches drive directly.
+
+pub mod config;
+pub mod mgmt;

@@ -1,0 +1,4 @@
+//! The management side: everything that is not on the request path.
+//! (tokio-driven; reaches reactors only through control messages.)
+
+pub mod bpf;
