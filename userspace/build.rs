@@ -13,7 +13,8 @@ fn main() {
     let object = match std::env::var_os("PORTIER_XDP_OBJECT") {
         Some(p) => PathBuf::from(p),
         None => {
-            let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+            let manifest =
+                PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
             manifest.join("../target/xdp/bpfel-unknown-none/release/portier-xdp")
         }
     };

@@ -12,12 +12,30 @@ fn bench(c: &mut Criterion) {
         cfg.syn_interval_ns = 0; // steady state: no limiter-map growth in the loop
     }
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("ipv4_tcp_ack_service", v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 443, TCP_ACK | TCP_PSH, 5))),
-        ("ipv4_tcp_syn_service", v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 80, TCP_SYN, 5))),
-        ("ipv4_tcp_xmas_drop", v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 80, 0x29, 5))),
-        ("ipv4_udp_closed_drop", v4_frame(PEER_V4, IPPROTO_UDP, &udp(40001, 9999, &[0; 32]))),
-        ("ipv4_blocked_drop", v4_frame([192, 168, 77, 5], IPPROTO_TCP, &tcp(40001, 80, TCP_SYN, 5))),
-        ("ipv6_tcp_ack_service", v6_frame(PEER_V6, IPPROTO_TCP, &tcp(40001, 443, TCP_ACK, 5))),
+        (
+            "ipv4_tcp_ack_service",
+            v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 443, TCP_ACK | TCP_PSH, 5)),
+        ),
+        (
+            "ipv4_tcp_syn_service",
+            v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 80, TCP_SYN, 5)),
+        ),
+        (
+            "ipv4_tcp_xmas_drop",
+            v4_frame(PEER_V4, IPPROTO_TCP, &tcp(40001, 80, 0x29, 5)),
+        ),
+        (
+            "ipv4_udp_closed_drop",
+            v4_frame(PEER_V4, IPPROTO_UDP, &udp(40001, 9999, &[0; 32])),
+        ),
+        (
+            "ipv4_blocked_drop",
+            v4_frame([192, 168, 77, 5], IPPROTO_TCP, &tcp(40001, 80, TCP_SYN, 5)),
+        ),
+        (
+            "ipv6_tcp_ack_service",
+            v6_frame(PEER_V6, IPPROTO_TCP, &tcp(40001, 443, TCP_ACK, 5)),
+        ),
         ("truncated_drop", v4_frame(PEER_V4, IPPROTO_TCP, &[0; 8])),
     ];
     let mut group = c.benchmark_group("classify");

@@ -26,7 +26,9 @@
 //! the datagram is never mistaken for header bytes.
 
 use crate::cursor::PacketCursor;
-use crate::maps::{CFG_DROP_CLOSED_PORTS, PORT_TCP_ALLOW, PORT_TCP_SERVICE, PORT_UDP_ALLOW, XdpConfig};
+use crate::maps::{
+    CFG_DROP_CLOSED_PORTS, PORT_TCP_ALLOW, PORT_TCP_SERVICE, PORT_UDP_ALLOW, XdpConfig,
+};
 use crate::reason::Reason;
 
 pub const ETH_HLEN: usize = 14;
@@ -331,12 +333,7 @@ fn tcp<C: PacketCursor, P: Policy>(
 }
 
 #[inline(always)]
-fn udp<C: PacketCursor, P: Policy>(
-    pkt: &C,
-    l4: usize,
-    l4_len: usize,
-    policy: &mut P,
-) -> Reason {
+fn udp<C: PacketCursor, P: Policy>(pkt: &C, l4: usize, l4_len: usize, policy: &mut P) -> Reason {
     let Some(u) = pkt.read::<8>(l4) else {
         return Reason::DropTruncated;
     };
@@ -384,7 +381,13 @@ pub fn icmp_type_needed(icmp_type: u8, v6: bool) -> bool {
 }
 
 #[inline(always)]
-fn icmp<C: PacketCursor, P: Policy>(pkt: &C, l4: usize, l4_len: usize, v6: bool, policy: &P) -> Reason {
+fn icmp<C: PacketCursor, P: Policy>(
+    pkt: &C,
+    l4: usize,
+    l4_len: usize,
+    v6: bool,
+    policy: &P,
+) -> Reason {
     let Some(i) = pkt.read::<8>(l4) else {
         return Reason::DropTruncated;
     };

@@ -60,7 +60,10 @@ pub const DEFAULT_BOGONS_V6: [([u8; 16], u8); 6] = [
     ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128),
     ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0], 96),
     ([0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 64),
-    ([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 32),
+    (
+        [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        32,
+    ),
     ([0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8),
 ];
 
@@ -74,7 +77,11 @@ mod tests {
         assert_eq!(p.addr, [10, 0, 0, 0]);
         assert!(p.contains(&[10, 15, 255, 1]));
         assert!(!p.contains(&[10, 16, 0, 1]));
-        assert!(Prefix::new([1, 2, 3, 4], 0).unwrap().contains(&[9, 9, 9, 9]));
+        assert!(
+            Prefix::new([1, 2, 3, 4], 0)
+                .unwrap()
+                .contains(&[9, 9, 9, 9])
+        );
         assert!(Prefix::new([1, 2, 3, 4], 33).is_none());
         let host = Prefix::new([1, 2, 3, 4], 32).unwrap();
         assert!(host.contains(&[1, 2, 3, 4]) && !host.contains(&[1, 2, 3, 5]));

@@ -3,7 +3,9 @@
 
 use portier_common::classify::{IPPROTO_TCP, TCP_ACK, TCP_SYN, classify};
 use portier_common::cursor::SliceCursor;
-use portier_common::fixtures::{self, PEER_V4, PEER_V6, standard_policy, syn_v4, table, tcp, udp, v4_frame, v6_frame};
+use portier_common::fixtures::{
+    self, PEER_V4, PEER_V6, standard_policy, syn_v4, table, tcp, udp, v4_frame, v6_frame,
+};
 use portier_common::maps::CFG_DROP_CLOSED_PORTS;
 use portier_common::{Reason, classify::IPPROTO_UDP};
 
@@ -18,7 +20,10 @@ fn every_fixture_gets_its_verdict() {
     for f in table() {
         let got = verdict(&mut policy, &f.frame);
         if got != f.expect {
-            wrong.push(format!("{}: expected {:?}, got {:?}", f.name, f.expect, got));
+            wrong.push(format!(
+                "{}: expected {:?}, got {:?}",
+                f.name, f.expect, got
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
@@ -28,7 +33,11 @@ fn every_fixture_gets_its_verdict() {
 fn table_and_state_tests_cover_every_reason() {
     let mut covered: Vec<Reason> = table().iter().map(|f| f.expect).collect();
     // Covered by the tests below.
-    covered.extend([Reason::DropSynFlood, Reason::PassOpenPolicy, Reason::PassInternal]);
+    covered.extend([
+        Reason::DropSynFlood,
+        Reason::PassOpenPolicy,
+        Reason::PassInternal,
+    ]);
     for r in Reason::ALL {
         assert!(covered.contains(&r), "no test frame reaches {r:?}");
     }
@@ -48,13 +57,22 @@ fn syn_flood_from_one_source_is_limited_others_pass() {
     }
     assert_eq!(dropped, 200 - fixtures::SYN_BURST as usize);
     // Another source is untouched, and the flooder's established traffic passes.
-    assert_eq!(verdict(&mut policy, &syn_v4(PEER_V4, 40000, 80)), Reason::PassServicePort);
+    assert_eq!(
+        verdict(&mut policy, &syn_v4(PEER_V4, 40000, 80)),
+        Reason::PassServicePort
+    );
     let ack = v4_frame(flooder, IPPROTO_TCP, &tcp(1024, 80, TCP_ACK, 5));
     assert_eq!(verdict(&mut policy, &ack), Reason::PassServicePort);
     // One interval later, one more SYN conforms.
     policy.now_ns += 10_000_000;
-    assert_eq!(verdict(&mut policy, &syn_v4(flooder, 5000, 80)), Reason::PassServicePort);
-    assert_eq!(verdict(&mut policy, &syn_v4(flooder, 5001, 80)), Reason::DropSynFlood);
+    assert_eq!(
+        verdict(&mut policy, &syn_v4(flooder, 5000, 80)),
+        Reason::PassServicePort
+    );
+    assert_eq!(
+        verdict(&mut policy, &syn_v4(flooder, 5001, 80)),
+        Reason::DropSynFlood
+    );
 }
 
 #[test]
@@ -106,7 +124,10 @@ fn limiter_off_when_rate_is_zero() {
         c.syn_interval_ns = 0;
     }
     for i in 0..500u16 {
-        assert_eq!(verdict(&mut policy, &syn_v4([10, 200, 0, 77], i + 1, 80)), Reason::PassServicePort);
+        assert_eq!(
+            verdict(&mut policy, &syn_v4([10, 200, 0, 77], i + 1, 80)),
+            Reason::PassServicePort
+        );
     }
     assert!(policy.syn.is_empty());
 }

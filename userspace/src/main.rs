@@ -10,7 +10,11 @@ use portier::config::{Cidr, Config};
 use portier::mgmt::bpf::{self, MapSet};
 
 #[derive(Parser)]
-#[command(name = "portier", version, about = "Edge load balancer for PaaS front nodes")]
+#[command(
+    name = "portier",
+    version,
+    about = "Edge load balancer for PaaS front nodes"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Configuration file.
@@ -134,9 +138,15 @@ fn xdp(command: XdpCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {
-                println!("{:<24} {:<6} {:>14} {:>16}", "reason", "action", "packets", "bytes");
+                println!(
+                    "{:<24} {:<6} {:>14} {:>16}",
+                    "reason", "action", "packets", "bytes"
+                );
                 for r in &stats.reasons {
-                    println!("{:<24} {:<6} {:>14} {:>16}", r.reason, r.action, r.packets, r.bytes);
+                    println!(
+                        "{:<24} {:<6} {:>14} {:>16}",
+                        r.reason, r.action, r.packets, r.bytes
+                    );
                 }
                 println!(
                     "total: {} passed, {} dropped",

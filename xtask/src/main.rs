@@ -1,1 +1,280 @@
-fn main() {}
+//! `cargo xtask`: the operator's and developer's commands.
+//!
+//! `setup` installs what the build and tests need (idempotent, seconds when
+//! nothing is missing); `build`, `run`, `test`, `fuzz`, `bench` build on it;
+//! `xdp …` drives a running portier through its pinned maps.
+
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Portier's build, test and operator commands"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: apt packages, the pinned nightly with rust-src, bpf-linker.
+    Setup,
+    /// Build the XDP program, then portier (release) with the program embedded.
+    Build,
+    /// Set up, build, and run portier on its built-in demo.
+    Run,
+    /// Set up, build, and run the whole test suite (needs root for the XDP tests).
+    Test {
+        /// Skip the tests that need root (XDP in network namespaces).
+        #[arg(long)]
+        unprivileged: bool,
+        /// Seconds of fuzzing per target in the suite (0 = skip).
+        #[arg(long, default_value_t = 20)]
+        fuzz_seconds: u64,
+    },
+    /// Fuzz the classifier (cargo-fuzz, pinned nightly).
+    Fuzz {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value = "classify")]
+        target: String,
+    },
+    /// Criterion micro-benchmarks.
+    Bench,
+    /// Operate the XDP program of a running portier.
+    Xdp {
+        /// stats [--json] | block CIDR | unblock CIDR | blocklist [--json]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::all(),
+        Cmd::Build => setup::all().and_then(|()| build(true)),
+        Cmd::Run => run(),
+        Cmd::Test {
+            unprivileged,
+            fuzz_seconds,
+        } => test(unprivileged, fuzz_seconds),
+        Cmd::Fuzz { seconds, target } => setup::all().and_then(|()| fuzz(&target, seconds)),
+        Cmd::Bench => bench(),
+        Cmd::Xdp { args } => xdp(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Run a command, failing with its command line when it fails.
+pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `cargo` for the workspace (stable).
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// `cargo` on the pinned nightly, with the environment `cargo xtask` itself
+/// ran in (RUSTUP_TOOLCHAIN, RUSTC, ...) removed so rust-toolchain.toml rules.
+fn nightly_cargo(dir: &Path) -> anyhow::Result<Command> {
+    let toolchain = setup::pinned_nightly()?;
+    let mut c = Command::new("rustup");
+    c.args(["run", &toolchain, "cargo"]).current_dir(dir);
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+    ] {
+        c.env_remove(var);
+    }
+    Ok(c)
+}
+
+/// Build the XDP object into target/xdp (where userspace/build.rs finds it).
+fn build_xdp() -> anyhow::Result<()> {
+    let dir = root().join("xdp-ebpf");
+    let target = root().join("target/xdp");
+    run_cmd(
+        nightly_cargo(&dir)?
+            .args(["build", "--release", "--target-dir"])
+            .arg(&target),
+    )
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    build_xdp()?;
+    let mut c = cargo();
+    c.args(["build", "-p", "portier"]);
+    if release {
+        c.arg("--release");
+    }
+    run_cmd(&mut c)
+}
+
+fn portier_release() -> PathBuf {
+    root().join("target/release/portier")
+}
+
+fn run() -> anyhow::Result<()> {
+    setup::all()?;
+    build(true)?;
+    let dir = root().join("target/demo");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("portier.toml");
+    let privileged = is_root();
+    std::fs::write(&config, demo_config(privileged))?;
+    if !privileged {
+        eprintln!(
+            "xtask: WARNING: not running as root: portier will start without XDP \
+             (loading it needs CAP_BPF and CAP_NET_ADMIN)"
+        );
+    }
+    eprintln!(
+        "\nPortier demo — config: {cfg}\n\
+         XDP runs on `lo` in generic mode. In another terminal, try:\n\
+         \x20 cargo xtask xdp stats                   # packets and bytes per verdict reason\n\
+         \x20 curl -s -m1 http://127.0.0.9:9/ ; cargo xtask xdp stats   # loopback traffic is classified\n\
+         \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live (curl now times out)\n\
+         \x20 cargo xtask xdp blocklist\n\
+         \x20 cargo xtask xdp unblock 127.0.0.9/32\n\
+         Stop with Ctrl-C (the program is detached on exit).\n",
+        cfg = config.display()
+    );
+    let status = Command::new(portier_release())
+        .arg("--config")
+        .arg(&config)
+        .status()
+        .context("starting portier")?;
+    if !status.success() {
+        bail!("portier exited with {status}");
+    }
+    Ok(())
+}
+
+fn demo_config(privileged: bool) -> String {
+    format!(
+        r#"# Portier demo, written by `cargo xtask run`.
+[xdp]
+interfaces = ["lo"]
+mode = "{mode}"
+pin_dir = "/sys/fs/bpf/portier"
+service_ports = [8080, 8443]
+allow_tcp_ports = [22, 9090]
+# lo carries every local service (resolvers, databases...): count traffic to
+# other ports instead of dropping it.
+drop_closed_ports = false
+# 127.0.0.0/8 is a bogon on a public interface, but it is all lo carries.
+bogons = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
+syn_rate = 1000
+syn_burst = 2000
+"#,
+        mode = if privileged { "generic" } else { "auto" }
+    )
+}
+
+fn test(unprivileged: bool, fuzz_seconds: u64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    if !unprivileged && !is_root() {
+        bail!(
+            "the XDP tests attach programs and create network namespaces: run as root, \
+             or pass --unprivileged to skip them"
+        );
+    }
+    setup::all()?;
+    run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    build_xdp()?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--no-fail-fast"]);
+    if !unprivileged {
+        t.args(["--", "--include-ignored"]);
+    }
+    run_cmd(&mut t)?;
+    if fuzz_seconds > 0 {
+        fuzz("classify", fuzz_seconds)?;
+    }
+    eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
+    setup::cargo_fuzz()?;
+    let dir = root().join("fuzz");
+    std::fs::create_dir_all(dir.join("corpus").join(target))?;
+    run_cmd(nightly_cargo(&dir)?.args([
+        "fuzz",
+        "run",
+        target,
+        "--",
+        &format!("-max_total_time={seconds}"),
+        "-print_final_stats=1",
+    ]))
+}
+
+fn bench() -> anyhow::Result<()> {
+    run_cmd(cargo().args(["bench", "-p", "portier-bench"]))
+}
+
+fn xdp(args: &[String]) -> anyhow::Result<()> {
+    let bin = portier_release();
+    if !bin.exists() {
+        build(true)?;
+    }
+    let mut c = Command::new(bin);
+    c.arg("xdp").args(args);
+    let status = c.status().context("starting portier")?;
+    if !status.success() {
+        bail!("portier xdp {} failed", args.join(" "));
+    }
+    Ok(())
+}

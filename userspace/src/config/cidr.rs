@@ -33,9 +33,14 @@ impl FromStr for Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let ip: IpAddr = addr.parse().map_err(|_| CidrError::BadAddress(addr.to_string()))?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| CidrError::BadAddress(addr.to_string()))?;
         let len = match len {
-            Some(l) => Some(l.parse::<u8>().map_err(|_| CidrError::BadLength(l.to_string()))?),
+            Some(l) => Some(
+                l.parse::<u8>()
+                    .map_err(|_| CidrError::BadLength(l.to_string()))?,
+            ),
             None => None,
         };
         match ip {
@@ -97,8 +102,17 @@ mod tests {
 
     #[test]
     fn refuses_garbage_with_a_reason() {
-        assert_eq!("10.0.0.0/33".parse::<Cidr>(), Err(CidrError::TooLong { len: 33, max: 32 }));
-        assert!(matches!("nope/8".parse::<Cidr>(), Err(CidrError::BadAddress(_))));
-        assert!(matches!("10.0.0.0/x".parse::<Cidr>(), Err(CidrError::BadLength(_))));
+        assert_eq!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::TooLong { len: 33, max: 32 })
+        );
+        assert!(matches!(
+            "nope/8".parse::<Cidr>(),
+            Err(CidrError::BadAddress(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/x".parse::<Cidr>(),
+            Err(CidrError::BadLength(_))
+        ));
     }
 }

@@ -64,10 +64,13 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
-        config.xdp.validate().map_err(|message| ConfigError::Semantic {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        config
+            .xdp
+            .validate()
+            .map_err(|message| ConfigError::Semantic {
+                path: path.to_path_buf(),
+                message,
+            })?;
         Ok(config)
     }
 }
@@ -76,7 +79,10 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
     (line, column)
 }
 
@@ -97,7 +103,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let err = parse("[xdp]\nservice_ports = [80]\nsyn_rat = 5\n").unwrap_err().to_string();
+        let err = parse("[xdp]\nservice_ports = [80]\nsyn_rat = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("test.toml:3:1: "), "{err}");
         assert!(err.contains("syn_rat"), "{err}");
     }
@@ -113,7 +121,9 @@ mod tests {
 
     #[test]
     fn semantic_errors_are_refused() {
-        let err = parse("[xdp]\nephemeral_ports = [60000, 1000]\n").unwrap_err().to_string();
+        let err = parse("[xdp]\nephemeral_ports = [60000, 1000]\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ephemeral_ports"), "{err}");
     }
 }

@@ -129,7 +129,11 @@ impl XdpSettings {
     pub fn policy(&self) -> HostPolicy {
         let (interval, tolerance) = gcra_params(self.syn_rate, self.syn_burst);
         let mut p = HostPolicy::new(XdpConfig {
-            flags: if self.drop_closed_ports { CFG_DROP_CLOSED_PORTS } else { 0 },
+            flags: if self.drop_closed_ports {
+                CFG_DROP_CLOSED_PORTS
+            } else {
+                0
+            },
             ephemeral_lo: self.ephemeral_ports[0],
             ephemeral_hi: self.ephemeral_ports[1],
             syn_interval_ns: interval,
@@ -179,7 +183,10 @@ mod tests {
             ephemeral_ports: [fixtures::EPHEMERAL.0, fixtures::EPHEMERAL.1],
             syn_rate: fixtures::SYN_RATE,
             syn_burst: fixtures::SYN_BURST,
-            blocklist: vec!["192.168.77.0/24".parse().unwrap(), "fd77::/16".parse().unwrap()],
+            blocklist: vec![
+                "192.168.77.0/24".parse().unwrap(),
+                "fd77::/16".parse().unwrap(),
+            ],
             ..XdpSettings::default()
         };
         let mut compiled = s.policy();
@@ -191,7 +198,12 @@ mod tests {
         assert_eq!(compiled.block_v4, expected.block_v4);
         assert_eq!(compiled.block_v6, expected.block_v6);
         for f in fixtures::table() {
-            assert_eq!(classify(&SliceCursor(&f.frame), &mut compiled), f.expect, "{}", f.name);
+            assert_eq!(
+                classify(&SliceCursor(&f.frame), &mut compiled),
+                f.expect,
+                "{}",
+                f.name
+            );
         }
     }
 }

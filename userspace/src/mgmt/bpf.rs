@@ -141,21 +141,47 @@ impl MapSet {
     /// Write a compiled policy. `previous` is what the maps hold now (`None`
     /// for fresh maps); only differences are written, so a reload costs a
     /// handful of syscalls, not 65536.
-    pub fn apply(&mut self, policy: &HostPolicy, previous: Option<&HostPolicy>) -> anyhow::Result<()> {
+    pub fn apply(
+        &mut self,
+        policy: &HostPolicy,
+        previous: Option<&HostPolicy>,
+    ) -> anyhow::Result<()> {
         for (port, &flags) in policy.ports.iter().enumerate() {
-            let before = previous.and_then(|p| p.ports.get(port).copied()).unwrap_or(0);
+            let before = previous
+                .and_then(|p| p.ports.get(port).copied())
+                .unwrap_or(0);
             if flags != before {
-                self.ports.set(port as u32, flags, 0).context("writing the port policy")?;
+                self.ports
+                    .set(port as u32, flags, 0)
+                    .context("writing the port policy")?;
             }
         }
-        sync_trie(&mut self.bogon_v4, &policy.bogon_v4, previous.map(|p| &p.bogon_v4[..]))?;
-        sync_trie(&mut self.bogon_v6, &policy.bogon_v6, previous.map(|p| &p.bogon_v6[..]))?;
-        sync_trie(&mut self.block_v4, &policy.block_v4, previous.map(|p| &p.block_v4[..]))?;
-        sync_trie(&mut self.block_v6, &policy.block_v6, previous.map(|p| &p.block_v6[..]))?;
+        sync_trie(
+            &mut self.bogon_v4,
+            &policy.bogon_v4,
+            previous.map(|p| &p.bogon_v4[..]),
+        )?;
+        sync_trie(
+            &mut self.bogon_v6,
+            &policy.bogon_v6,
+            previous.map(|p| &p.bogon_v6[..]),
+        )?;
+        sync_trie(
+            &mut self.block_v4,
+            &policy.block_v4,
+            previous.map(|p| &p.block_v4[..]),
+        )?;
+        sync_trie(
+            &mut self.block_v6,
+            &policy.block_v6,
+            previous.map(|p| &p.block_v6[..]),
+        )?;
         // Config last: on a fresh program the classifier fails open
         // (PassInternal) until the lists are in place.
         let config = policy.config.unwrap_or_default();
-        self.config.set(0, config, 0).context("writing the XDP config")?;
+        self.config
+            .set(0, config, 0)
+            .context("writing the XDP config")?;
         Ok(())
     }
 
@@ -324,13 +350,26 @@ fn prepare_pin_dir(dir: &Path) -> anyhow::Result<()> {
             let target = c"/sys/fs/bpf";
             // SAFETY: static C strings, no data argument.
             let rc = unsafe {
-                libc::mount(src.as_ptr(), target.as_ptr(), src.as_ptr(), 0, std::ptr::null())
+                libc::mount(
+                    src.as_ptr(),
+                    target.as_ptr(),
+                    src.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                )
             };
             if rc != 0 {
-                bail!("/sys/fs/bpf is not a bpffs and mounting one failed: {}", std::io::Error::last_os_error());
+                bail!(
+                    "/sys/fs/bpf is not a bpffs and mounting one failed: {}",
+                    std::io::Error::last_os_error()
+                );
             }
         } else {
-            bail!("{} is not on a bpffs (mount -t bpf bpf {})", parent.display(), parent.display());
+            bail!(
+                "{} is not on a bpffs (mount -t bpf bpf {})",
+                parent.display(),
+                parent.display()
+            );
         }
     }
     // A previous run that was killed leaves pins behind: they hold maps of a
@@ -356,7 +395,9 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         }
     };
     let Some(object) = embedded_object() else {
-        return degrade("this binary was built without the XDP object (build with `cargo xtask build`)".into());
+        return degrade(
+            "this binary was built without the XDP object (build with `cargo xtask build`)".into(),
+        );
     };
     let mut ebpf = match Ebpf::load(object) {
         Ok(e) => e,
@@ -369,7 +410,9 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
     let pin_dir = match prepare_pin_dir(&settings.pin_dir) {
         Ok(()) => Some(settings.pin_dir.clone()),
         Err(e) => {
-            tracing::warn!("XDP maps not pinned ({e:#}); `portier xdp` commands will not reach this instance");
+            tracing::warn!(
+                "XDP maps not pinned ({e:#}); `portier xdp` commands will not reach this instance"
+            );
             None
         }
     };
