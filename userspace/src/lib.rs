@@ -2,4 +2,5 @@
 //! that integration tests and benches drive directly.
 
 pub mod config;
+pub mod http;
 pub mod mgmt;

@@ -1,0 +1,329 @@
+//! The forwarding fields Portier adds to every request it sends to a
+//! backend (SPEC §3 "Headers added to every forwarded request").
+//!
+//! Owns: `X-Forwarded-For`, `X-Real-Ip`, `X-Forwarded-Proto`,
+//! `X-Forwarded-Port`, `X-Request-ID`, `X-Request-Start`, and the
+//! request-id sanity rule.
+//! Must not: read the clock, generate randomness, or know about sockets —
+//! the caller passes the peer address, a fresh id and the arrival time.
+//! Fed by: the reactor, per request. Emits: [`ForwardHeaders`], ready to
+//! pass as `extra` to `h1::encode_request_head` (which drops the incoming
+//! fields of the same names).
+//!
+//! Trust model: only the *direct* peer is judged. When it is a trusted proxy
+//! (e.g. a CDN range), its `X-Forwarded-For` is kept and the peer appended;
+//! `X-Real-Ip` is then the right-most valid address of the incoming chain —
+//! the client address the trusted proxy itself saw. The left-most entry is
+//! whatever the end user typed and is never trusted. When the peer is not
+//! trusted, the incoming chain is discarded and both fields are the peer.
+
+use core::net::IpAddr;
+
+use super::h1::head::list_elements;
+
+/// Scheme the client used to reach Portier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What the caller knows about one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardInput<'a> {
+    /// Address of the TCP peer (after PROXY protocol, if any).
+    pub peer_ip: IpAddr,
+    /// The peer is a trusted proxy whose `X-Forwarded-For` may be kept.
+    pub peer_trusted: bool,
+    /// Every incoming `X-Forwarded-For` value, in order (they form one
+    /// list, RFC 9110 §5.3).
+    pub incoming_xff: &'a [&'a [u8]],
+    /// Scheme of the client connection.
+    pub scheme: Scheme,
+    /// Public port the client connected to.
+    pub port: u16,
+    /// Incoming `X-Request-ID` value, if any.
+    pub incoming_request_id: Option<&'a [u8]>,
+    /// A fresh id, used when the incoming one is absent or not sane.
+    pub generated_id: uuid::Uuid,
+    /// When the request arrived: Unix seconds and milliseconds (0..=999;
+    /// larger values are clamped).
+    pub start: (u64, u32),
+}
+
+/// The six forwarding fields, as values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    /// `X-Forwarded-For`.
+    pub forwarded_for: String,
+    /// `X-Real-Ip`.
+    pub real_ip: String,
+    /// `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// `X-Forwarded-Port`.
+    pub port: String,
+    /// `X-Request-ID`; also to be returned on the response.
+    pub request_id: String,
+    /// `X-Request-Start`.
+    pub request_start: String,
+}
+
+impl ForwardHeaders {
+    /// Name/value pairs for `encode_request_head`'s `extra`.
+    pub fn fields(&self) -> [(&'static str, &[u8]); 6] {
+        [
+            ("X-Forwarded-For", self.forwarded_for.as_bytes()),
+            ("X-Real-Ip", self.real_ip.as_bytes()),
+            ("X-Forwarded-Proto", self.proto.as_bytes()),
+            ("X-Forwarded-Port", self.port.as_bytes()),
+            ("X-Request-ID", self.request_id.as_bytes()),
+            ("X-Request-Start", self.request_start.as_bytes()),
+        ]
+    }
+}
+
+/// Longest `X-Request-ID` kept.
+pub const MAX_REQUEST_ID: usize = 200;
+
+/// A client-sent request id is kept when it is 1..=200 bytes of
+/// `[A-Za-z0-9._~:+/=-]` (covers UUIDs, ULIDs, base64 and Heroku-style ids,
+/// and nothing that could confuse a log line or a header).
+pub fn is_sane_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"._~:+/=-".contains(&b))
+}
+
+/// Build the forwarding fields for one request.
+pub fn forward_headers(input: &ForwardInput<'_>) -> ForwardHeaders {
+    let peer = canonical(input.peer_ip).to_string();
+    let incoming: Vec<&[u8]> = if input.peer_trusted {
+        input
+            .incoming_xff
+            .iter()
+            .flat_map(|v| list_elements(v))
+            .filter(|e| !e.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut forwarded_for = String::new();
+    for element in &incoming {
+        // Values came through the head parser (no CTLs); keep them as they
+        // are, lossily for non-UTF-8 obs-text.
+        forwarded_for.push_str(&String::from_utf8_lossy(element));
+        forwarded_for.push_str(", ");
+    }
+    forwarded_for.push_str(&peer);
+    let real_ip = incoming
+        .last()
+        .and_then(|e| parse_xff_ip(e))
+        .map_or(peer, |ip| canonical(ip).to_string());
+    let request_id = match input.incoming_request_id {
+        Some(id) if is_sane_request_id(id) => String::from_utf8_lossy(id).into_owned(),
+        _ => input.generated_id.hyphenated().to_string(),
+    };
+    let (secs, millis) = input.start;
+    ForwardHeaders {
+        forwarded_for,
+        real_ip,
+        proto: input.scheme.as_str(),
+        port: input.port.to_string(),
+        request_id,
+        request_start: format!("t={secs}.{:03}", millis.min(999)),
+    }
+}
+
+/// An IPv4-mapped IPv6 peer (dual-stack listener) is shown as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` element: an address, optionally as `[v6]`,
+/// `v4:port` or `[v6]:port` (forms some proxies emit).
+fn parse_xff_ip(element: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(element).ok()?;
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (inner, _) = rest.split_once(']')?;
+        return inner.parse().ok();
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<core::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+
+    fn input<'a>(peer: &str, trusted: bool, xff: &'a [&'a [u8]]) -> ForwardInput<'a> {
+        ForwardInput {
+            peer_ip: peer.parse().unwrap(),
+            peer_trusted: trusted,
+            incoming_xff: xff,
+            scheme: Scheme::Https,
+            port: 443,
+            incoming_request_id: None,
+            generated_id: ID,
+            start: (1_693_406_590, 527),
+        }
+    }
+
+    #[test]
+    fn untrusted_peer_replaces_the_chain() {
+        let h = forward_headers(&input("203.0.113.7", false, &[b"1.1.1.1, 2.2.2.2"]));
+        assert_eq!(h.forwarded_for, "203.0.113.7");
+        assert_eq!(h.real_ip, "203.0.113.7");
+    }
+
+    #[test]
+    fn trusted_peer_appends_and_real_ip_is_rightmost_incoming() {
+        let xff: &[&[u8]] = &[b"6.6.6.6, 198.51.100.1", b" 192.0.2.9 "];
+        let h = forward_headers(&input("10.0.0.1", true, xff));
+        assert_eq!(
+            h.forwarded_for,
+            "6.6.6.6, 198.51.100.1, 192.0.2.9, 10.0.0.1"
+        );
+        assert_eq!(h.real_ip, "192.0.2.9");
+    }
+
+    #[test]
+    fn trusted_peer_without_chain_is_the_client() {
+        let h = forward_headers(&input("10.0.0.1", true, &[]));
+        assert_eq!(
+            (h.forwarded_for.as_str(), h.real_ip.as_str()),
+            ("10.0.0.1", "10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn unparsable_rightmost_entry_falls_back_to_peer() {
+        let h = forward_headers(&input("10.0.0.1", true, &[b"1.2.3.4, unknown"]));
+        assert_eq!(h.forwarded_for, "1.2.3.4, unknown, 10.0.0.1");
+        assert_eq!(h.real_ip, "10.0.0.1");
+    }
+
+    #[test]
+    fn parses_xff_element_forms() {
+        for (e, want) in [
+            ("192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1:1234", "192.0.2.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                parse_xff_ip(e.as_bytes()),
+                Some(want.parse().unwrap()),
+                "{e}"
+            );
+        }
+        for e in ["", "unknown", "1.2.3", "1.2.3.4:x", "[::1"] {
+            assert_eq!(parse_xff_ip(e.as_bytes()), None, "{e}");
+        }
+    }
+
+    #[test]
+    fn maps_v4_mapped_peer_to_v4_and_keeps_v6() {
+        assert_eq!(
+            forward_headers(&input("::ffff:192.0.2.3", false, &[])).real_ip,
+            "192.0.2.3"
+        );
+        assert_eq!(
+            forward_headers(&input("2001:db8::5", false, &[])).forwarded_for,
+            "2001:db8::5"
+        );
+    }
+
+    #[test]
+    fn sets_proto_port_and_start() {
+        let h = forward_headers(&input("192.0.2.1", false, &[]));
+        assert_eq!((h.proto, h.port.as_str()), ("https", "443"));
+        assert_eq!(h.request_start, "t=1693406590.527");
+        let mut i = input("192.0.2.1", false, &[]);
+        i.scheme = Scheme::Http;
+        i.port = 80;
+        i.start = (7, 5);
+        let h = forward_headers(&i);
+        assert_eq!(
+            (h.proto, h.port.as_str(), h.request_start.as_str()),
+            ("http", "80", "t=7.005")
+        );
+        i.start = (7, 1500);
+        assert_eq!(forward_headers(&i).request_start, "t=7.999");
+    }
+
+    #[test]
+    fn keeps_sane_request_id_else_generates() {
+        let mut i = input("192.0.2.1", false, &[]);
+        i.incoming_request_id = Some(b"abc-123_x.y~z:+/=");
+        assert_eq!(forward_headers(&i).request_id, "abc-123_x.y~z:+/=");
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"semi;colon",
+            b"quote\"",
+            b"\xc3\xa9",
+        ] {
+            i.incoming_request_id = Some(bad);
+            assert_eq!(
+                forward_headers(&i).request_id,
+                "01234567-89ab-cdef-0123-456789abcdef",
+                "{:?}",
+                bad.escape_ascii()
+            );
+        }
+        i.incoming_request_id = None;
+        assert_eq!(
+            forward_headers(&i).request_id,
+            "01234567-89ab-cdef-0123-456789abcdef"
+        );
+    }
+
+    #[test]
+    fn request_id_length_bounds() {
+        assert!(is_sane_request_id(&[b'a'; 200]));
+        assert!(!is_sane_request_id(&[b'a'; 201]));
+        assert!(is_sane_request_id(b"a"));
+        assert!(!is_sane_request_id(b""));
+    }
+
+    #[test]
+    fn fields_name_all_six_headers() {
+        let h = forward_headers(&input("192.0.2.1", false, &[]));
+        let names: Vec<_> = h.fields().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "X-Forwarded-For",
+                "X-Real-Ip",
+                "X-Forwarded-Proto",
+                "X-Forwarded-Port",
+                "X-Request-ID",
+                "X-Request-Start"
+            ]
+        );
+        assert_eq!(h.fields()[4].1, b"01234567-89ab-cdef-0123-456789abcdef");
+    }
+}
