@@ -5,20 +5,30 @@
 //! rest of the program only ever sees a validated [`Config`]. Unknown keys are
 //! errors, not warnings: a typo must not silently fall back to a default.
 
+pub mod app;
 pub mod cidr;
+pub mod server;
 pub mod xdp;
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use app::AppSettings;
 pub use cidr::Cidr;
+pub use server::{LimitSettings, ServerSettings};
 pub use xdp::{XdpMode, XdpSettings};
 
 /// The whole file. Each section has its own defaults.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub apps: Vec<AppSettings>,
     #[serde(default)]
     pub xdp: XdpSettings,
 }

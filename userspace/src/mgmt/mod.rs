@@ -2,3 +2,4 @@
 //! (tokio-driven; reaches reactors only through control messages.)
 
 pub mod bpf;
+pub mod probe;

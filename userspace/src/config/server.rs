@@ -1,0 +1,100 @@
+//! `[server]` and `[limits]`: listeners, threads, the error header, trusted
+//! proxies, and every request limit and timeout (SPEC §3 defaults).
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use super::Cidr;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Plain-HTTP listeners (one SO_REUSEPORT socket per reactor thread each).
+    pub http: Vec<SocketAddr>,
+    /// Reactor threads; 0 = one per CPU.
+    pub threads: usize,
+    /// Name of the header carrying the reason of every error Portier produces.
+    pub error_header: String,
+    /// Peers whose `X-Forwarded-For` is trusted (appended to, not replaced).
+    pub trusted_proxies: Vec<Cidr>,
+    /// Port announced in `X-Forwarded-Port` for plain HTTP; 0 = the listener's.
+    pub public_http_port: u16,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            http: Vec::new(),
+            threads: 0,
+            error_header: "X-Portier-Error".into(),
+            trusted_proxies: Vec::new(),
+            public_http_port: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Whole request header section, bytes (→ 431).
+    pub max_header_section: usize,
+    /// One header line (or the request line), bytes (→ 431 / 414).
+    pub max_header_line: usize,
+    /// Header lines per request (→ 431).
+    pub max_headers: usize,
+    /// Request body, bytes: Content-Length up front and chunked while streaming (→ 413).
+    pub max_body: u64,
+    /// A request head must arrive whole within this (→ 408).
+    pub header_timeout_ms: u64,
+    /// Idle keep-alive client connections are closed after this.
+    pub keepalive_timeout_ms: u64,
+    /// Backend connect (→ 504 and quarantine).
+    pub connect_timeout_ms: u64,
+    /// Backend silence while a response is awaited or streaming (→ 504, or close
+    /// once the response has started).
+    pub read_timeout_ms: u64,
+    /// WebSocket / upgraded streams: closed after this long without traffic
+    /// in either direction.
+    pub tunnel_idle_timeout_ms: u64,
+    /// A queued request waits at most this long for a backend (→ 503).
+    pub queue_timeout_ms: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_header_section: 32 * 1024,
+            max_header_line: 8 * 1024,
+            max_headers: 100,
+            max_body: 75_000_000,
+            header_timeout_ms: 10_000,
+            keepalive_timeout_ms: 60_000,
+            connect_timeout_ms: 60_000,
+            read_timeout_ms: 60_000,
+            tunnel_idle_timeout_ms: 60_000,
+            queue_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl LimitSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_header_line > self.max_header_section {
+            return Err("limits.max_header_line is larger than limits.max_header_section".into());
+        }
+        for (name, v) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("read_timeout_ms", self.read_timeout_ms),
+            ("tunnel_idle_timeout_ms", self.tunnel_idle_timeout_ms),
+            ("queue_timeout_ms", self.queue_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name} must be positive"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! Connection records and their socket I/O: a client connection, a backend
+//! connection, the request exchange between them, and buffered read/flush.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use mio::Token;
+use mio::net::TcpStream;
+
+use crate::http::h1::BodyDecoder;
+use crate::sched::balance::{BackendId, Balancer};
+
+/// Bytes read per `read` call.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading a side when the other side's output buffer exceeds this.
+pub const HIGH_WATER: usize = 256 * 1024;
+
+pub enum Conn {
+    Client(Client),
+    Upstream(Upstream),
+}
+
+/// One request on its way: from parsed head to the end of its response.
+pub struct Exchange {
+    pub balancer: Arc<Balancer>,
+    /// Encoded request head, waiting for a backend connection.
+    pub head: Vec<u8>,
+    /// Request body still streaming from the client (`None`: none left).
+    pub body: Option<BodyDecoder>,
+    pub is_head: bool,
+    pub upgrade: bool,
+    pub client_version: u8,
+    /// The client connection stays open after this exchange.
+    pub keep_alive: bool,
+    pub request_id: String,
+    pub upstream: Option<Token>,
+    pub backend: Option<BackendId>,
+    /// Backends that failed this request (not tried again for it).
+    pub tried: Vec<BackendId>,
+    pub attempts: u32,
+    pub queued: bool,
+    pub response_started: bool,
+    /// An HTTP/1.0 client gets a chunked response de-chunked, close-delimited.
+    pub dechunk: bool,
+}
+
+pub enum ClientState {
+    /// Waiting for (the rest of) a request head.
+    Idle,
+    /// A request is being served (queued, connecting, or streaming).
+    Busy(Box<Exchange>),
+    /// Upgraded (WebSocket): bytes flow both ways untouched.
+    Tunnel(Token),
+}
+
+pub struct Client {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub port: u16,
+    pub rbuf: Vec<u8>,
+    pub wbuf: Vec<u8>,
+    pub state: ClientState,
+    /// The client closed its sending side.
+    pub eof: bool,
+    /// Reading stopped at a buffer limit; must be resumed explicitly.
+    pub read_paused: bool,
+    pub close_after_flush: bool,
+    /// When the first byte of the current head arrived (monotonic, wall).
+    pub head_started: Option<(Instant, SystemTime)>,
+    pub timer_gen: u64,
+}
+
+pub enum ResponseState {
+    Head,
+    Body(BodyDecoder),
+    Tunnel,
+}
+
+pub struct Upstream {
+    pub sock: TcpStream,
+    pub addr: SocketAddr,
+    pub balancer: Arc<Balancer>,
+    pub backend: BackendId,
+    pub client: Option<Token>,
+    pub connecting: bool,
+    /// Taken from the idle pool (a failure may just be a stale connection).
+    pub reused: bool,
+    pub wbuf: Vec<u8>,
+    pub rbuf: Vec<u8>,
+    pub resp: ResponseState,
+    pub resp_keep_alive: bool,
+    /// Request bytes written to the socket for the current exchange.
+    pub written: u64,
+    pub eof: bool,
+    pub read_paused: bool,
+    pub timer_gen: u64,
+}
+
+/// Outcome of draining a socket into a buffer.
+pub struct ReadOutcome {
+    pub bytes: usize,
+    pub eof: bool,
+    /// Stopped because the buffer reached `cap`, not because the socket was empty.
+    pub paused: bool,
+}
+
+/// Read until the socket would block, hits EOF, or `buf` reaches `cap`.
+pub fn read_into(sock: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<ReadOutcome> {
+    let mut total = 0;
+    loop {
+        if buf.len() >= cap {
+            return Ok(ReadOutcome {
+                bytes: total,
+                eof: false,
+                paused: true,
+            });
+        }
+        let start = buf.len();
+        let want = READ_CHUNK.min(cap - start).max(1);
+        buf.resize(start + want, 0);
+        match sock.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(ReadOutcome {
+                    bytes: total,
+                    eof: true,
+                    paused: false,
+                });
+            }
+            Ok(n) => {
+                buf.truncate(start + n);
+                total += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf.truncate(start);
+                return Ok(ReadOutcome {
+                    bytes: total,
+                    eof: false,
+                    paused: false,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Write as much of `buf` as the socket takes; returns bytes written.
+pub fn flush(sock: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut written = 0;
+    while written < buf.len() {
+        match sock.write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.drain(..written);
+                return Err(e);
+            }
+        }
+    }
+    buf.drain(..written);
+    Ok(written)
+}

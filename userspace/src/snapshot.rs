@@ -1,0 +1,121 @@
+//! The immutable view of the configuration the reactors serve from.
+//!
+//! Built by the management side from a validated [`Config`], shipped to the
+//! reactors as an `Arc` through an `ArcSwap`: a reactor loads it once per
+//! request and never takes a lock. Per-backend runtime state (in-flight
+//! counts, quarantine) lives in the `Balancer`s, which a rebuild carries over
+//! for apps whose backends did not change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::app::normalize_host;
+use crate::config::{Cidr, Config};
+use crate::http::Limits;
+use crate::sched::balance::Balancer;
+
+#[derive(Debug)]
+pub struct App {
+    pub name: String,
+    pub balancer: Arc<Balancer>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub keepalive: Duration,
+    pub connect: Duration,
+    pub read: Duration,
+    pub tunnel_idle: Duration,
+    pub queue: Duration,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Normalised host → index in `apps`.
+    routes: HashMap<String, usize>,
+    pub apps: Vec<App>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub error_header: String,
+    pub trusted_proxies: Vec<Cidr>,
+    pub public_http_port: u16,
+}
+
+impl Snapshot {
+    pub fn build(config: &Config) -> Snapshot {
+        let mut routes = HashMap::new();
+        let mut apps = Vec::with_capacity(config.apps.len());
+        for (i, a) in config.apps.iter().enumerate() {
+            for d in &a.domains {
+                if let Some(host) = normalize_host(d) {
+                    routes.insert(host, i);
+                }
+            }
+            apps.push(App {
+                name: a.name.clone(),
+                balancer: Arc::new(Balancer::new(
+                    &a.backends,
+                    a.max_conns_per_backend,
+                    a.queue_per_backend,
+                    a.quarantine_initial_ms,
+                    a.quarantine_max_ms,
+                )),
+            });
+        }
+        let l = &config.limits;
+        Snapshot {
+            routes,
+            apps,
+            limits: Limits {
+                max_header_section: l.max_header_section,
+                max_header_line: l.max_header_line,
+                max_body: l.max_body,
+                max_headers: l.max_headers,
+            },
+            timeouts: Timeouts {
+                header: Duration::from_millis(l.header_timeout_ms),
+                keepalive: Duration::from_millis(l.keepalive_timeout_ms),
+                connect: Duration::from_millis(l.connect_timeout_ms),
+                read: Duration::from_millis(l.read_timeout_ms),
+                tunnel_idle: Duration::from_millis(l.tunnel_idle_timeout_ms),
+                queue: Duration::from_millis(l.queue_timeout_ms),
+            },
+            error_header: config.server.error_header.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            public_http_port: config.server.public_http_port,
+        }
+    }
+
+    /// The app serving `host` (already normalised: lowercase, no port, no
+    /// trailing dot).
+    pub fn route(&self, host: &str) -> Option<&App> {
+        self.routes.get(host).and_then(|&i| self.apps.get(i))
+    }
+
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn routes_exact_domains_case_insensitively() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[[apps]]\nname = \"a\"\ndomains = [\"Www.Example.com\"]\nbackends = [\"127.0.0.1:1\"]\n",
+        )
+        .unwrap();
+        let s = Snapshot::build(&c);
+        assert_eq!(
+            s.route("www.example.com").map(|a| a.name.as_str()),
+            Some("a")
+        );
+        assert!(s.route("example.com").is_none());
+    }
+}
