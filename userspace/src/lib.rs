@@ -2,5 +2,6 @@
 //! that integration tests and benches drive directly.
 
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod mgmt;

@@ -31,6 +31,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the demo/test HTTP backend (echo, /bytes, /status, /slow, /sse, /ws).
+    DemoBackend {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        name: String,
+        /// Worker threads, each serving one connection at a time; 0 = a thread per connection.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Operate on the XDP program of a running portier (through its pinned maps).
     Xdp {
         #[command(subcommand)]
@@ -81,6 +91,11 @@ fn main() -> ExitCode {
         None => run(cli.config),
         Some(Command::Check { config }) => check(config),
         Some(Command::Xdp { command }) => xdp(command),
+        Some(Command::DemoBackend {
+            listen,
+            name,
+            threads,
+        }) => portier::demo::run(listen, name, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
