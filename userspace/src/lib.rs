@@ -5,3 +5,6 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod mgmt;
+pub mod reactor;
+pub mod sched;
+pub mod snapshot;

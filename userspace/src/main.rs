@@ -126,6 +126,20 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         None => eprintln!("portier: running without XDP"),
     }
+    let shared = portier::reactor::Shared::new(portier::snapshot::Snapshot::build(&config));
+    let reactors = if config.server.http.is_empty() {
+        Vec::new()
+    } else {
+        let r = portier::reactor::spawn(shared.clone(), &config.server.http, config.server.threads)
+            .context("starting the reactors")?;
+        for addr in &config.server.http {
+            eprintln!(
+                "portier: listening on http://{addr} ({} reactor threads)",
+                r.len()
+            );
+        }
+        r
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,13 +148,16 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let probes = tokio::spawn(portier::mgmt::probe::run(shared.clone()));
         eprintln!("portier: ready");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        probes.abort();
         anyhow::Ok(())
     })?;
+    portier::reactor::shutdown(&shared, reactors);
     drop(xdp);
     eprintln!("portier: stopped");
     Ok(())

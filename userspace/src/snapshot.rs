@@ -25,6 +25,7 @@ pub struct App {
 pub struct Timeouts {
     pub header: Duration,
     pub keepalive: Duration,
+    pub backend_keepalive: Duration,
     pub connect: Duration,
     pub read: Duration,
     pub tunnel_idle: Duration,
@@ -77,6 +78,7 @@ impl Snapshot {
             timeouts: Timeouts {
                 header: Duration::from_millis(l.header_timeout_ms),
                 keepalive: Duration::from_millis(l.keepalive_timeout_ms),
+                backend_keepalive: Duration::from_millis(l.backend_keepalive_ms),
                 connect: Duration::from_millis(l.connect_timeout_ms),
                 read: Duration::from_millis(l.read_timeout_ms),
                 tunnel_idle: Duration::from_millis(l.tunnel_idle_timeout_ms),

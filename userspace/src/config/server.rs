@@ -49,6 +49,10 @@ pub struct LimitSettings {
     pub header_timeout_ms: u64,
     /// Idle keep-alive client connections are closed after this.
     pub keepalive_timeout_ms: u64,
+    /// Idle keep-alive backend connections are closed after this; keep it
+    /// below the apps' own keep-alive timeout so a pooled connection is not
+    /// reused just as the app closes it.
+    pub backend_keepalive_ms: u64,
     /// Backend connect (→ 504 and quarantine).
     pub connect_timeout_ms: u64,
     /// Backend silence while a response is awaited or streaming (→ 504, or close
@@ -70,6 +74,7 @@ impl Default for LimitSettings {
             max_body: 75_000_000,
             header_timeout_ms: 10_000,
             keepalive_timeout_ms: 60_000,
+            backend_keepalive_ms: 2_000,
             connect_timeout_ms: 60_000,
             read_timeout_ms: 60_000,
             tunnel_idle_timeout_ms: 60_000,
@@ -86,6 +91,7 @@ impl LimitSettings {
         for (name, v) in [
             ("header_timeout_ms", self.header_timeout_ms),
             ("keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("backend_keepalive_ms", self.backend_keepalive_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("read_timeout_ms", self.read_timeout_ms),
             ("tunnel_idle_timeout_ms", self.tunnel_idle_timeout_ms),

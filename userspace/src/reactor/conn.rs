@@ -30,6 +30,9 @@ pub struct Exchange {
     /// Request body still streaming from the client (`None`: none left).
     pub body: Option<BodyDecoder>,
     pub is_head: bool,
+    /// Safe to send again after a backend cut it before answering (RFC 9110
+    /// §9.2.2 idempotent method, no body).
+    pub idempotent: bool,
     pub upgrade: bool,
     pub client_version: u8,
     /// The client connection stays open after this exchange.

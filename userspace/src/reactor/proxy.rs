@@ -64,6 +64,9 @@ pub struct Reactor {
     idle: HashMap<SocketAddr, Vec<Token>>,
     /// Waiting clients per app (keyed by the balancer's address).
     queues: HashMap<usize, VecDeque<Token>>,
+    /// Connections to drive again this turn (reading resumed after the other
+    /// side drained): a work list instead of recursion between the two sides.
+    ready: VecDeque<Token>,
     now: Instant,
     wall: SystemTime,
     snapshot: Arc<Snapshot>,
@@ -97,6 +100,7 @@ impl Reactor {
             timers: Timers::default(),
             idle: HashMap::new(),
             queues: HashMap::new(),
+            ready: VecDeque::new(),
             now: Instant::now(),
             wall: SystemTime::now(),
             snapshot,
@@ -131,10 +135,22 @@ impl Reactor {
                     token => self.on_event(token, ev),
                 }
             }
+            self.drive_ready();
             self.fire_timers();
             self.serve_queues();
+            self.drive_ready();
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return Ok(());
+            }
+        }
+    }
+
+    fn drive_ready(&mut self) {
+        while let Some(token) = self.ready.pop_front() {
+            match self.conns.get(token.0) {
+                Some(Conn::Client(_)) => self.client_read(token),
+                Some(Conn::Upstream(_)) => self.upstream_read(token),
+                None => {}
             }
         }
     }
@@ -316,6 +332,8 @@ impl Reactor {
             return;
         };
         if c.eof {
+            // Nothing more to read, but what is buffered still moves on.
+            self.client_progress(token);
             return;
         }
         let cap = match c.state {
@@ -385,7 +403,7 @@ impl Reactor {
             if let Some(up) = up
                 && matches!(self.conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused)
             {
-                self.upstream_read(up);
+                self.ready.push_back(up);
             }
         }
     }
@@ -457,7 +475,7 @@ impl Reactor {
                         let eof = c.eof;
                         let at = self.now + self.snapshot.timeouts.tunnel_idle;
                         self.arm(token, at);
-                        self.upstream_flush(up);
+                        self.upstream_write(up);
                         if eof && let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) {
                             let _ = u.sock.shutdown(std::net::Shutdown::Write);
                         }
@@ -510,6 +528,11 @@ impl Reactor {
             head: encoded,
             body,
             is_head: head.is_head(),
+            idempotent: head.body == BodyKind::None
+                && matches!(
+                    head.method.as_str(),
+                    "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+                ),
             upgrade: head.upgrade.is_some(),
             client_version: head.version,
             keep_alive: head.keep_alive,
@@ -756,58 +779,71 @@ impl Reactor {
         self.dispatch(token);
     }
 
-    /// Move buffered request-body bytes from the client to its backend.
+    /// Move buffered request-body bytes from the client to its backend and
+    /// write them, as long as both sides make progress.
     fn pump_request_body(&mut self, token: Token) {
-        let Some(Conn::Client(Client {
-            state: ClientState::Busy(ex),
-            ..
-        })) = self.conns.get(token.0)
-        else {
-            return;
-        };
-        let Some(up) = ex.upstream else {
-            return;
-        };
-        let mut failed: Option<HttpError> = None;
-        if let Some((Conn::Client(c), Conn::Upstream(u))) = self.conns.get2_mut(token.0, up.0) {
-            let ClientState::Busy(ex) = &mut c.state else {
+        loop {
+            let Some(Conn::Client(Client {
+                state: ClientState::Busy(ex),
+                ..
+            })) = self.conns.get(token.0)
+            else {
                 return;
             };
-            while let Some(dec) = ex.body.as_mut() {
-                if c.rbuf.is_empty() || u.wbuf.len() >= HIGH_WATER {
-                    break;
-                }
-                match dec.decode(&c.rbuf) {
-                    Ok(d) => {
-                        u.wbuf.extend_from_slice(&c.rbuf[..d.consumed]);
-                        c.rbuf.drain(..d.consumed);
-                        if d.done {
-                            ex.body = None;
-                        } else if d.consumed == 0 {
+            let Some(up) = ex.upstream else {
+                return;
+            };
+            let mut moved = 0;
+            let mut failed: Option<HttpError> = None;
+            if let Some((Conn::Client(c), Conn::Upstream(u))) = self.conns.get2_mut(token.0, up.0) {
+                let ClientState::Busy(ex) = &mut c.state else {
+                    return;
+                };
+                while let Some(dec) = ex.body.as_mut() {
+                    if c.rbuf.is_empty() || u.wbuf.len() >= HIGH_WATER {
+                        break;
+                    }
+                    match dec.decode(&c.rbuf) {
+                        Ok(d) => {
+                            u.wbuf.extend_from_slice(&c.rbuf[..d.consumed]);
+                            c.rbuf.drain(..d.consumed);
+                            moved += d.consumed;
+                            if d.done {
+                                ex.body = None;
+                            } else if d.consumed == 0 {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
                             break;
                         }
                     }
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
                 }
             }
-        }
-        if let Some(e) = failed {
-            let started = matches!(self.conns.get(token.0), Some(Conn::Client(Client { state: ClientState::Busy(ex), .. })) if ex.response_started);
-            self.abort_exchange(token);
-            if started {
-                self.close_client(token);
-            } else {
-                self.respond_error(token, (e.status(), e.code()), true);
+            if let Some(e) = failed {
+                let started = matches!(self.conns.get(token.0), Some(Conn::Client(Client { state: ClientState::Busy(ex), .. })) if ex.response_started);
+                self.abort_exchange(token);
+                if started {
+                    self.close_client(token);
+                } else {
+                    self.respond_error(token, (e.status(), e.code()), true);
+                }
+                return;
             }
-            return;
+            self.upstream_write(up);
+            let upstream_full = match self.conns.get(up.0) {
+                Some(Conn::Upstream(u)) => u.wbuf.len() >= HIGH_WATER || u.connecting,
+                _ => true,
+            };
+            if moved == 0 || upstream_full {
+                break;
+            }
         }
-        // Our buffer drained: the client may have more to give.
+        // Room in our buffer again: the client may have more to give.
         if matches!(self.conns.get(token.0), Some(Conn::Client(c)) if c.read_paused && c.rbuf.len() < HIGH_WATER)
         {
-            self.client_read(token);
+            self.ready.push_back(token);
         }
     }
 
@@ -837,34 +873,31 @@ impl Reactor {
         self.upstream_flush(token);
     }
 
-    fn upstream_flush(&mut self, token: Token) {
+    /// Write what is buffered for the backend; no pulling from the client.
+    fn upstream_write(&mut self, token: Token) {
         let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
             return;
         };
         if u.connecting || u.wbuf.is_empty() {
             return;
         }
-        let client = u.client;
         match flush(&mut u.sock, &mut u.wbuf) {
             Ok(n) => u.written += n as u64,
-            Err(_) => {
-                self.upstream_failed(token);
-                return;
-            }
+            Err(_) => self.upstream_failed(token),
         }
-        let below = u.wbuf.len() < HIGH_WATER;
-        if below && let Some(c) = client {
-            // Room again: take more body from the client.
-            let pending = matches!(self.conns.get(c.0), Some(Conn::Client(cl)) if !cl.rbuf.is_empty() || cl.read_paused);
-            if pending {
-                match self.conns.get(c.0) {
-                    Some(Conn::Client(Client {
-                        state: ClientState::Tunnel(_),
-                        ..
-                    })) => self.client_progress(c),
-                    _ => self.pump_request_body(c),
-                }
-            }
+    }
+
+    /// Write, and when the buffer has room again let the client feed it.
+    fn upstream_flush(&mut self, token: Token) {
+        self.upstream_write(token);
+        let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
+            return;
+        };
+        if u.wbuf.len() < HIGH_WATER
+            && let Some(c) = u.client
+            && matches!(self.conns.get(c.0), Some(Conn::Client(cl)) if !cl.rbuf.is_empty() || cl.read_paused)
+        {
+            self.ready.push_back(c);
         }
     }
 
@@ -1127,7 +1160,7 @@ impl Reactor {
             if let Some(addr) = addr {
                 self.idle.entry(addr).or_default().push(upstream);
             }
-            let at = self.now + self.snapshot.timeouts.keepalive;
+            let at = self.now + self.snapshot.timeouts.backend_keepalive;
             self.arm(upstream, at);
         } else {
             self.close_upstream(upstream);
@@ -1151,17 +1184,13 @@ impl Reactor {
         let Some(client) = client else {
             return;
         };
-        let (started, has_body, in_tunnel) = match self.conns.get_mut(client.0) {
+        let (started, has_body, idempotent, in_tunnel) = match self.conns.get_mut(client.0) {
             Some(Conn::Client(c)) => match &mut c.state {
                 ClientState::Busy(ex) => {
                     ex.upstream = None;
-                    (
-                        ex.response_started,
-                        ex.body.is_some() || ex.head.is_empty(),
-                        false,
-                    )
+                    (ex.response_started, ex.body.is_some(), ex.idempotent, false)
                 }
-                ClientState::Tunnel(_) => (true, false, true),
+                ClientState::Tunnel(_) => (true, false, false, true),
                 ClientState::Idle => return,
             },
             _ => return,
@@ -1179,6 +1208,12 @@ impl Reactor {
             // Nothing of the request reached it: another backend gets it.
             // A stale pooled connection says nothing about the backend.
             self.backend_failed_early(client, backend, !reused);
+            return;
+        }
+        if idempotent && !reused {
+            // Cut before answering a request that is safe to repeat: the
+            // backend is quarantined and another one gets the request.
+            self.backend_failed_early(client, backend, true);
             return;
         }
         if reused && !has_body {
