@@ -410,7 +410,10 @@ impl Conn<'_> {
             }
             Route::Bytes { n, chunked } => self.send_bytes(head, n, chunked, close),
             Route::Status(code) => {
-                let text = format!("{code} {}\n", reason_phrase(code));
+                let text = format!("{code} {}", reason_phrase(code))
+                    .trim_end()
+                    .to_owned()
+                    + "\n";
                 let framing = match code {
                     204 | 304 => Framing::NoBody,
                     _ => Framing::Length(text.len() as u64),
