@@ -561,3 +561,34 @@ fn server_sent_events_arrive_incrementally() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "data: 0\n\ndata: 1\n\ndata: 2\n\n");
 }
+
+#[test]
+fn queued_requests_keep_their_order() {
+    let b = Backend::start("b");
+    // One reactor thread: order is exact within a thread (across threads it
+    // is approximate, see the README).
+    let cfg = app("demo", HOST, &[&b], "max_conns_per_backend = 1\n");
+    let p = Proxy::start_with_threads(1, "", &cfg);
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for i in 0..6u64 {
+        let (addr, order) = (p.addr, order.clone());
+        threads.push(std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(40 * i));
+            let r = get(
+                addr,
+                HOST,
+                &format!("/slow/{}", if i == 0 { 300 } else { 20 }),
+            );
+            assert_eq!(r.status, 200);
+            if let Ok(mut o) = order.lock() {
+                o.push(i);
+            }
+        }));
+    }
+    for t in threads {
+        t.join().expect("client");
+    }
+    let order = order.lock().map(|o| o.clone()).unwrap_or_default();
+    assert_eq!(order, vec![0, 1, 2, 3, 4, 5]);
+}

@@ -158,6 +158,10 @@ fn portier_release() -> PathBuf {
     root().join("target/release/portier")
 }
 
+/// Ports of the demo: the proxy and its two demo backends.
+const DEMO_HTTP: &str = "127.0.0.1:8080";
+const DEMO_BACKENDS: [&str; 2] = ["127.0.0.1:9001", "127.0.0.1:9002"];
+
 fn run() -> anyhow::Result<()> {
     setup::all()?;
     build(true)?;
@@ -172,31 +176,72 @@ fn run() -> anyhow::Result<()> {
              (loading it needs CAP_BPF and CAP_NET_ADMIN)"
         );
     }
+    // The two demo backends live as long as this command.
+    let mut backends = Vec::new();
+    for (i, addr) in DEMO_BACKENDS.iter().enumerate() {
+        let child = Command::new(portier_release())
+            .args([
+                "demo-backend",
+                "--listen",
+                addr,
+                "--name",
+                &format!("backend-{}", i + 1),
+            ])
+            .spawn()
+            .context("starting a demo backend")?;
+        backends.push(KillOnDrop(child));
+    }
     eprintln!(
         "\nPortier demo — config: {cfg}\n\
-         XDP runs on `lo` in generic mode. In another terminal, try:\n\
+         App `demo.localhost` on http://{http} → two demo backends ({b1}, {b2}) that echo\n\
+         the request they received as JSON. In another terminal, try:\n\
+         \x20 curl -s -H 'Host: demo.localhost' http://{http}/hello | python3 -m json.tool   # injected X-Forwarded-*, X-Request-ID, X-Request-Start\n\
+         \x20 for i in 1 2 3 4; do curl -s -H 'Host: demo.localhost' http://{http}/ | grep -o '\"backend\":\"[^\"]*\"'; done   # round-robin\n\
+         \x20 curl -si -H 'Host: nope.localhost' http://{http}/                 # 404 with X-Portier-Error: unknown_host\n\
+         \x20 curl -si -H 'Host: demo.localhost' -H \"X-Big: $(head -c 9000 /dev/zero | tr '\\0' a)\" http://{http}/ | head -4   # 431\n\
+         XDP runs on `lo` in generic mode:\n\
          \x20 cargo xtask xdp stats                   # packets and bytes per verdict reason\n\
-         \x20 curl -s -m1 http://127.0.0.9:9/ ; cargo xtask xdp stats   # loopback traffic is classified\n\
-         \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live (curl now times out)\n\
-         \x20 cargo xtask xdp blocklist\n\
+         \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live: curl -m1 http://127.0.0.9:8080/ now times out\n\
          \x20 cargo xtask xdp unblock 127.0.0.9/32\n\
          Stop with Ctrl-C (the program is detached on exit).\n",
-        cfg = config.display()
+        cfg = config.display(),
+        http = DEMO_HTTP,
+        b1 = DEMO_BACKENDS[0],
+        b2 = DEMO_BACKENDS[1],
     );
     let status = Command::new(portier_release())
         .arg("--config")
         .arg(&config)
         .status()
         .context("starting portier")?;
+    drop(backends);
     if !status.success() {
         bail!("portier exited with {status}");
     }
     Ok(())
 }
 
+/// A child process killed when this value goes away (demo backends).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn demo_config(privileged: bool) -> String {
     format!(
         r#"# Portier demo, written by `cargo xtask run`.
+[server]
+http = ["{http}"]
+
+[[apps]]
+name = "demo"
+domains = ["demo.localhost"]
+backends = ["{b1}", "{b2}"]
+
 [xdp]
 interfaces = ["lo"]
 mode = "{mode}"
@@ -211,6 +256,9 @@ bogons = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
 syn_rate = 1000
 syn_burst = 2000
 "#,
+        http = DEMO_HTTP,
+        b1 = DEMO_BACKENDS[0],
+        b2 = DEMO_BACKENDS[1],
         mode = if privileged { "generic" } else { "auto" }
     )
 }

@@ -565,7 +565,13 @@ impl Reactor {
             self.respond_error(token, ALL_DOWN, true);
             return;
         }
-        match ex.balancer.pick(&ex.tried) {
+        // Requests already waiting go first: a newcomer queues behind them.
+        let pick = if !ex.queued && ex.tried.is_empty() && ex.balancer.queue_depth() > 0 {
+            Pick::Busy
+        } else {
+            ex.balancer.pick(&ex.tried)
+        };
+        match pick {
             Pick::Backend(id) => {
                 if ex.queued {
                     ex.queued = false;

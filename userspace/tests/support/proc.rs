@@ -96,12 +96,17 @@ pub struct Proxy {
 impl Proxy {
     /// `body` is the config without the `[server]` http line, which is added.
     pub fn start(server_extra: &str, rest: &str) -> Proxy {
+        Proxy::start_with_threads(2, server_extra, rest)
+    }
+
+    pub fn start_with_threads(threads: usize, server_extra: &str, rest: &str) -> Proxy {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let dir = std::env::temp_dir().join(format!("portier-it-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let path = dir.join("portier.toml");
-        let text = format!("[server]\nhttp = [\"{addr}\"]\nthreads = 2\n{server_extra}\n{rest}\n");
+        let text =
+            format!("[server]\nhttp = [\"{addr}\"]\nthreads = {threads}\n{server_extra}\n{rest}\n");
         std::fs::write(&path, text).expect("write config");
         let portier = Portier::start(None, &path);
         Proxy { addr, portier, dir }
