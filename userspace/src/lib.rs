@@ -8,3 +8,4 @@ pub mod mgmt;
 pub mod reactor;
 pub mod sched;
 pub mod snapshot;
+pub mod tls;

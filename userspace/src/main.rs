@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -40,6 +41,14 @@ enum Command {
         /// Worker threads, each serving one connection at a time; 0 = a thread per connection.
         #[arg(long, default_value_t = 0)]
         threads: usize,
+    },
+    /// Write a self-signed certificate + key (one PEM) for the given names.
+    SelfSigned {
+        /// Names the certificate covers (`*.example.com` allowed).
+        #[arg(long, required = true, value_delimiter = ',')]
+        names: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Operate on the XDP program of a running portier (through its pinned maps).
     Xdp {
@@ -91,6 +100,12 @@ fn main() -> ExitCode {
         None => run(cli.config),
         Some(Command::Check { config }) => check(config),
         Some(Command::Xdp { command }) => xdp(command),
+        Some(Command::SelfSigned { names, out }) => portier::tls::self_signed_pem(&names)
+            .map_err(anyhow::Error::from)
+            .and_then(|pem| {
+                std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))
+            })
+            .map(|()| println!("wrote {}", out.display())),
         Some(Command::DemoBackend {
             listen,
             name,
@@ -127,14 +142,42 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         None => eprintln!("portier: running without XDP"),
     }
     let shared = portier::reactor::Shared::new(portier::snapshot::Snapshot::build(&config));
-    let reactors = if config.server.http.is_empty() {
+    let tls = if config.server.https.is_empty() {
+        None
+    } else {
+        let store = portier::tls::CertStore::load(&config.tls.cert_dir, &portier::tls::provider())?;
+        if store.is_empty() {
+            anyhow::bail!(
+                "{}: no certificate (*.pem) to serve HTTPS with",
+                config.tls.cert_dir.display()
+            );
+        }
+        // HTTP/2 is offered once the reactor speaks it (tls.http2).
+        let alpn: &[&[u8]] = &[b"http/1.1"];
+        Some(Arc::new(
+            portier::tls::Tls::new(store, alpn).context("building the TLS configuration")?,
+        ))
+    };
+    let reactors = if config.server.http.is_empty() && config.server.https.is_empty() {
         Vec::new()
     } else {
-        let r = portier::reactor::spawn(shared.clone(), &config.server.http, config.server.threads)
-            .context("starting the reactors")?;
+        let r = portier::reactor::spawn(
+            shared.clone(),
+            &config.server.http,
+            &config.server.https,
+            tls.as_ref().map(|t| t.config.clone()),
+            config.server.threads,
+        )
+        .context("starting the reactors")?;
         for addr in &config.server.http {
             eprintln!(
                 "portier: listening on http://{addr} ({} reactor threads)",
+                r.len()
+            );
+        }
+        for addr in &config.server.https {
+            eprintln!(
+                "portier: listening on https://{addr} ({} reactor threads)",
                 r.len()
             );
         }
@@ -149,12 +192,22 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let probes = tokio::spawn(portier::mgmt::probe::run(shared.clone()));
+        let certs = tls.clone().map(|t| {
+            tokio::spawn(portier::mgmt::certs::watch(
+                t,
+                config.tls.cert_dir.clone(),
+                std::time::Duration::from_millis(config.tls.reload_interval_ms.max(100)),
+            ))
+        });
         eprintln!("portier: ready");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
         probes.abort();
+        if let Some(c) = certs {
+            c.abort();
+        }
         anyhow::Ok(())
     })?;
     portier::reactor::shutdown(&shared, reactors);

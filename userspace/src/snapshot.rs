@@ -42,6 +42,7 @@ pub struct Snapshot {
     pub error_header: String,
     pub trusted_proxies: Vec<Cidr>,
     pub public_http_port: u16,
+    pub public_https_port: u16,
 }
 
 impl Snapshot {
@@ -87,6 +88,7 @@ impl Snapshot {
             error_header: config.server.error_header.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             public_http_port: config.server.public_http_port,
+            public_https_port: config.server.public_https_port,
         }
     }
 

@@ -39,7 +39,7 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         fuzz_seconds: u64,
     },
-    /// Fuzz the classifier (cargo-fuzz, pinned nightly).
+    /// Fuzz a target (cargo-fuzz, pinned nightly): classify (XDP classifier), h1 (HTTP/1.1 codec).
     Fuzz {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
@@ -289,11 +289,16 @@ fn test(unprivileged: bool, fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     run_cmd(&mut t)?;
     if fuzz_seconds > 0 {
-        fuzz("classify", fuzz_seconds)?;
+        for target in FUZZ_TARGETS {
+            fuzz(target, fuzz_seconds)?;
+        }
     }
     eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
+
+/// Every fuzz target (fuzz/fuzz_targets/*.rs); the suite runs each briefly.
+const FUZZ_TARGETS: &[&str] = &["classify", "h1"];
 
 fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
     setup::cargo_fuzz()?;

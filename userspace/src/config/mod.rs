@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 pub use app::AppSettings;
 pub use cidr::Cidr;
-pub use server::{LimitSettings, ServerSettings};
+pub use server::{LimitSettings, ServerSettings, TlsSettings};
 pub use xdp::{XdpMode, XdpSettings};
 
 /// The whole file. Each section has its own defaults.
@@ -25,6 +25,8 @@ pub use xdp::{XdpMode, XdpSettings};
 pub struct Config {
     #[serde(default)]
     pub server: ServerSettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
     #[serde(default)]
     pub limits: LimitSettings,
     #[serde(default)]
@@ -35,10 +37,10 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -53,9 +55,9 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Config::parse(path, &text)
     }

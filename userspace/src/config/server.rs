@@ -12,6 +12,8 @@ use super::Cidr;
 pub struct ServerSettings {
     /// Plain-HTTP listeners (one SO_REUSEPORT socket per reactor thread each).
     pub http: Vec<SocketAddr>,
+    /// HTTPS listeners (TLS, then HTTP/1.1 or HTTP/2 by ALPN); need `[tls]`.
+    pub https: Vec<SocketAddr>,
     /// Reactor threads; 0 = one per CPU.
     pub threads: usize,
     /// Name of the header carrying the reason of every error Portier produces.
@@ -20,16 +22,20 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<Cidr>,
     /// Port announced in `X-Forwarded-Port` for plain HTTP; 0 = the listener's.
     pub public_http_port: u16,
+    /// Same for HTTPS.
+    pub public_https_port: u16,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             http: Vec::new(),
+            https: Vec::new(),
             threads: 0,
             error_header: "X-Portier-Error".into(),
             trusted_proxies: Vec::new(),
             public_http_port: 0,
+            public_https_port: 0,
         }
     }
 }
@@ -102,5 +108,28 @@ impl LimitSettings {
             }
         }
         Ok(())
+    }
+}
+
+/// `[tls]`: where certificates come from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// Directory of `<name>.pem` files (chain + key): `www.example.com.pem`,
+    /// `_wildcard.example.com.pem` for `*.example.com`, `default.pem`.
+    pub cert_dir: std::path::PathBuf,
+    /// How often the directory is checked for changed certificates.
+    pub reload_interval_ms: u64,
+    /// Offer HTTP/2 in ALPN (else HTTP/1.1 only).
+    pub http2: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert_dir: std::path::PathBuf::from("/etc/portier/certs"),
+            reload_interval_ms: 2_000,
+            http2: true,
+        }
     }
 }

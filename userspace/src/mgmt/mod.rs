@@ -2,4 +2,5 @@
 //! (tokio-driven; reaches reactors only through control messages.)
 
 pub mod bpf;
+pub mod certs;
 pub mod probe;

@@ -60,6 +60,9 @@ pub enum ClientState {
 
 pub struct Client {
     pub sock: TcpStream,
+    /// TLS session on HTTPS listeners (plaintext in `rbuf`/`wbuf`).
+    pub tls: Option<Box<rustls::ServerConnection>>,
+    pub scheme: crate::http::forward::Scheme,
     pub peer: SocketAddr,
     pub port: u16,
     pub rbuf: Vec<u8>,
@@ -170,4 +173,136 @@ pub fn flush(sock: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
     buf.drain(..written);
     Ok(written)
+}
+
+/// Read plaintext from a client, through TLS when it has a session.
+pub fn client_read_into(c: &mut Client, cap: usize) -> io::Result<ReadOutcome> {
+    match c.tls.as_deref_mut() {
+        None => read_into(&mut c.sock, &mut c.rbuf, cap),
+        Some(tls) => tls_read(tls, &mut c.sock, &mut c.rbuf, cap),
+    }
+}
+
+/// Write a client's pending plaintext (and TLS records); bytes of `wbuf` taken.
+pub fn client_flush(c: &mut Client) -> io::Result<usize> {
+    match c.tls.as_deref_mut() {
+        None => flush(&mut c.sock, &mut c.wbuf),
+        Some(tls) => tls_flush(tls, &mut c.sock, &mut c.wbuf),
+    }
+}
+
+/// Nothing left to send to the client, at any layer.
+pub fn client_output_empty(c: &Client) -> bool {
+    c.wbuf.is_empty() && c.tls.as_ref().is_none_or(|t| !t.wants_write())
+}
+
+fn tls_read(
+    tls: &mut rustls::ServerConnection,
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<ReadOutcome> {
+    let mut total = 0;
+    let mut socket_eof = false;
+    loop {
+        // Plaintext rustls already decrypted.
+        loop {
+            if buf.len() >= cap {
+                return Ok(ReadOutcome {
+                    bytes: total,
+                    eof: false,
+                    paused: true,
+                });
+            }
+            let start = buf.len();
+            buf.resize(start + READ_CHUNK.min(cap - start).max(1), 0);
+            match tls.reader().read(&mut buf[start..]) {
+                Ok(0) => {
+                    // close_notify: a clean end of the stream.
+                    buf.truncate(start);
+                    return Ok(ReadOutcome {
+                        bytes: total,
+                        eof: true,
+                        paused: false,
+                    });
+                }
+                Ok(n) => {
+                    buf.truncate(start + n);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    buf.truncate(start);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // TCP closed without close_notify: an end all the same.
+                    buf.truncate(start);
+                    return Ok(ReadOutcome {
+                        bytes: total,
+                        eof: true,
+                        paused: false,
+                    });
+                }
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        if socket_eof {
+            return Ok(ReadOutcome {
+                bytes: total,
+                eof: true,
+                paused: false,
+            });
+        }
+        // More records from the socket.
+        match tls.read_tls(sock) {
+            Ok(0) => socket_eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(ReadOutcome {
+                    bytes: total,
+                    eof: false,
+                    paused: false,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = tls.process_new_packets() {
+            // Tell the peer why (the alert is queued), then give up.
+            let _ = tls.write_tls(sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+}
+
+fn tls_flush(
+    tls: &mut rustls::ServerConnection,
+    sock: &mut TcpStream,
+    wbuf: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let mut taken = 0;
+    loop {
+        let mut moved = 0;
+        if !wbuf.is_empty() {
+            moved = tls.writer().write(wbuf)?;
+            wbuf.drain(..moved);
+            taken += moved;
+        }
+        let mut wrote = false;
+        while tls.wants_write() {
+            match tls.write_tls(sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => wrote = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(taken),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if wbuf.is_empty() || (moved == 0 && !wrote) {
+            return Ok(taken);
+        }
+    }
 }

@@ -72,6 +72,8 @@ impl ReactorHandle {
 pub fn spawn(
     shared: Arc<Shared>,
     http: &[SocketAddr],
+    https: &[SocketAddr],
+    tls: Option<Arc<rustls::ServerConfig>>,
     threads: usize,
 ) -> io::Result<Vec<ReactorHandle>> {
     let threads = if threads == 0 {
@@ -81,17 +83,24 @@ pub fn spawn(
     };
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
-        let mut listeners = Vec::with_capacity(http.len());
+        let mut listeners = Vec::with_capacity(http.len() + https.len());
         for addr in http {
-            listeners.push(listener::bind_reuseport(*addr)?);
+            listeners.push((listener::bind_reuseport(*addr)?, false));
         }
+        if !https.is_empty() && tls.is_none() {
+            return Err(io::Error::other("HTTPS listeners need a TLS configuration"));
+        }
+        for addr in https {
+            listeners.push((listener::bind_reuseport(*addr)?, true));
+        }
+        let tls = tls.clone();
         let poll = mio::Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("portier-reactor-{i}"))
             .spawn(move || {
-                let mut r = match proxy::Reactor::new(poll, shared, listeners) {
+                let mut r = match proxy::Reactor::new(poll, shared, listeners, tls) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!("reactor {i} cannot start: {e}");

@@ -25,7 +25,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::conn::*;
+use super::conn::{self, *};
 use super::timers::Timers;
 use super::{Shared, WAKER};
 use crate::http::HttpError;
@@ -58,6 +58,9 @@ pub struct Reactor {
     listeners: Vec<TcpListener>,
     /// Local port of each listener (for X-Forwarded-Port).
     ports: Vec<u16>,
+    /// Whether each listener speaks TLS.
+    secure: Vec<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     conns: Slab<Conn>,
     timers: Timers,
     /// Idle keep-alive backend connections, per backend address.
@@ -80,8 +83,11 @@ impl Reactor {
     pub fn new(
         poll: Poll,
         shared: Arc<Shared>,
-        mut listeners: Vec<TcpListener>,
+        tagged: Vec<(TcpListener, bool)>,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Reactor> {
+        let secure: Vec<bool> = tagged.iter().map(|(_, s)| *s).collect();
+        let mut listeners: Vec<TcpListener> = tagged.into_iter().map(|(l, _)| l).collect();
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
@@ -96,6 +102,8 @@ impl Reactor {
             shared,
             listeners,
             ports,
+            secure,
+            tls,
             conns: Slab::with_capacity(1024),
             timers: Timers::default(),
             idle: HashMap::new(),
@@ -176,12 +184,30 @@ impl Reactor {
                     {
                         continue;
                     }
-                    let public = match self.snapshot.public_http_port {
-                        0 => port,
-                        p => p,
+                    let secure = self.secure.get(index).copied().unwrap_or(false);
+                    let configured = if secure {
+                        self.snapshot.public_https_port
+                    } else {
+                        self.snapshot.public_http_port
+                    };
+                    let public = if configured == 0 { port } else { configured };
+                    let tls = match (secure, &self.tls) {
+                        (true, Some(cfg)) => match rustls::ServerConnection::new(cfg.clone()) {
+                            Ok(mut t) => {
+                                t.set_buffer_limit(Some(64 * 1024));
+                                Some(Box::new(t))
+                            }
+                            Err(e) => {
+                                tracing::warn!("TLS session setup failed: {e}");
+                                continue;
+                            }
+                        },
+                        _ => None,
                     };
                     entry.insert(Conn::Client(Client {
                         sock,
+                        tls,
+                        scheme: if secure { Scheme::Https } else { Scheme::Http },
                         peer,
                         port: public,
                         rbuf: Vec::new(),
@@ -342,7 +368,8 @@ impl Reactor {
             _ => HIGH_WATER,
         };
         let was_empty = c.rbuf.is_empty();
-        match read_into(&mut c.sock, &mut c.rbuf, cap) {
+        let mut head_began = false;
+        match client_read_into(c, cap) {
             Ok(r) => {
                 c.eof |= r.eof;
                 c.read_paused = r.paused;
@@ -352,14 +379,24 @@ impl Reactor {
                     && c.head_started.is_none()
                 {
                     c.head_started = Some((self.now, self.wall));
-                    let at = self.now + self.snapshot.timeouts.header;
-                    self.arm(token, at);
+                    head_began = true;
                 }
             }
             Err(_) => {
+                // A TLS failure queued an alert: try to deliver it.
+                let _ = conn::client_flush(c);
                 self.client_gone(token);
                 return;
             }
+        }
+        // Handshake messages, tickets, alerts.
+        let tls_output = c.tls.as_ref().is_some_and(|t| t.wants_write());
+        if head_began {
+            let at = self.now + self.snapshot.timeouts.header;
+            self.arm(token, at);
+        }
+        if tls_output {
+            self.client_flush(token);
         }
         self.client_progress(token);
     }
@@ -374,23 +411,20 @@ impl Reactor {
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
-        if c.wbuf.is_empty() {
+        if client_output_empty(c) {
             if c.close_after_flush {
-                self.close_client(token);
+                self.close_client_gracefully(token);
             }
             return;
         }
         let before = c.wbuf.len();
-        match flush(&mut c.sock, &mut c.wbuf) {
-            Ok(_) => {}
-            Err(_) => {
-                self.client_gone(token);
-                return;
-            }
+        if conn::client_flush(c).is_err() {
+            self.client_gone(token);
+            return;
         }
         let drained_below = before >= HIGH_WATER && c.wbuf.len() < HIGH_WATER;
-        if c.wbuf.is_empty() && c.close_after_flush {
-            self.close_client(token);
+        if client_output_empty(c) && c.close_after_flush {
+            self.close_client_gracefully(token);
             return;
         }
         // The backend side was paused on our buffer: resume it.
@@ -406,6 +440,17 @@ impl Reactor {
                 self.ready.push_back(up);
             }
         }
+    }
+
+    /// Close after everything was sent: a TLS client gets close_notify first.
+    fn close_client_gracefully(&mut self, token: Token) {
+        if let Some(Conn::Client(c)) = self.conns.get_mut(token.0)
+            && let Some(tls) = c.tls.as_deref_mut()
+        {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut c.sock);
+        }
+        self.close_client(token);
     }
 
     /// Advance the client's state machine with what is buffered.
@@ -500,7 +545,7 @@ impl Reactor {
             peer_ip: c.peer.ip(),
             peer_trusted: snap.is_trusted(c.peer.ip()),
             incoming_xff: &incoming_xff,
-            scheme: Scheme::Http,
+            scheme: c.scheme,
             port: c.port,
             incoming_request_id: head.header("x-request-id"),
             generated_id: uuid::Uuid::new_v4(),

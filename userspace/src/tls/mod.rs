@@ -1,0 +1,165 @@
+//! TLS termination: the rustls server configuration (ring provider, TLS 1.2
+//! and 1.3 with forward-secret AEAD suites only, ALPN, session resumption)
+//! and the certificate store behind SNI.
+//!
+//! The reactor owns each `rustls::ServerConnection` and drives it without
+//! blocking; this module only builds the shared, immutable configuration.
+
+pub mod store;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::ring as ring_provider;
+
+pub use store::{CertStore, SniResolver, StoreError};
+
+/// The provider: ring, restricted to forward-secret AEAD suites (which is
+/// what rustls implements at all: no CBC, no RSA key exchange, no TLS < 1.2).
+pub fn provider() -> CryptoProvider {
+    let mut p = ring_provider::default_provider();
+    p.cipher_suites = vec![
+        ring_provider::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        ring_provider::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        ring_provider::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ring_provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ring_provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ring_provider::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ring_provider::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    p
+}
+
+/// Everything the reactors need for TLS, built once and shared.
+pub struct Tls {
+    pub config: Arc<ServerConfig>,
+    pub resolver: Arc<SniResolver>,
+}
+
+impl Tls {
+    /// `alpn`: protocols offered, most preferred first.
+    pub fn new(store: CertStore, alpn: &[&[u8]]) -> Result<Tls, rustls::Error> {
+        let resolver = Arc::new(SniResolver {
+            store: ArcSwap::from_pointee(store),
+        });
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver.clone());
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Resumption: stateless tickets (TLS 1.3 and 1.2) and a session-id cache.
+        config.ticketer = ring_provider::Ticketer::new()?;
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(64 * 1024);
+        config.send_tls13_tickets = 2;
+        Ok(Tls {
+            config: Arc::new(config),
+            resolver,
+        })
+    }
+
+    /// Swap in a new certificate store; handshakes from now on use it.
+    pub fn swap_store(&self, store: CertStore) {
+        self.resolver.store.store(Arc::new(store));
+    }
+}
+
+/// A self-signed certificate + key for `names` as one PEM (the demo, tests).
+pub fn self_signed_pem(names: &[String]) -> Result<String, rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    if let Some(first) = names.first() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, first.as_str());
+    }
+    let cert = params.self_signed(&key)?;
+    Ok(format!("{}{}", cert.pem(), key.serialize_pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::sign::CertifiedKey;
+
+    fn store_with(files: &[(&str, &[&str])]) -> (tempdir::Dir, CertStore) {
+        let dir = tempdir::Dir::new();
+        for (file, names) in files {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            let pem = self_signed_pem(&names).expect("rcgen");
+            std::fs::write(dir.0.join(format!("{file}.pem")), pem).expect("write");
+        }
+        let store = CertStore::load(&dir.0, &provider()).expect("load");
+        (dir, store)
+    }
+
+    mod tempdir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p =
+                    std::env::temp_dir().join(format!("portier-tls-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&p);
+                std::fs::create_dir_all(&p).expect("mkdir");
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn same(a: &Option<Arc<CertifiedKey>>, b: &Option<Arc<CertifiedKey>>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn sni_prefers_exact_then_one_label_wildcard_then_default() {
+        let (_d, s) = store_with(&[
+            ("default", &["default.localhost"]),
+            ("www.example.com", &["www.example.com"]),
+            ("_wildcard.example.com", &["*.example.com"]),
+        ]);
+        let exact = s.lookup(Some("www.example.com"));
+        let wild = s.lookup(Some("api.example.com"));
+        let default = s.lookup(None);
+        assert!(exact.is_some() && wild.is_some() && default.is_some());
+        assert!(!same(&exact, &wild) && !same(&wild, &default));
+        assert!(same(&s.lookup(Some("WWW.Example.COM.")), &exact));
+        // A wildcard covers exactly one label.
+        assert!(same(&s.lookup(Some("a.b.example.com")), &default));
+        assert!(same(&s.lookup(Some("example.com")), &default));
+        assert!(same(&s.lookup(Some("unknown.test")), &default));
+    }
+
+    #[test]
+    fn a_broken_file_is_refused_with_its_path() {
+        let dir = tempdir::Dir::new();
+        std::fs::write(dir.0.join("bad.pem"), "not a pem").expect("write");
+        let err = CertStore::load(&dir.0, &provider())
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("bad.pem"), "{err}");
+    }
+
+    #[test]
+    fn config_builds_with_alpn() {
+        let (_d, s) = store_with(&[("default", &["localhost"])]);
+        let tls = Tls::new(s, &[b"h2", b"http/1.1"]).expect("config");
+        assert_eq!(
+            tls.config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+}

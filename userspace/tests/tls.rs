@@ -1,0 +1,294 @@
+//! HTTPS through the real `portier`: SNI picks exact, wildcard and default
+//! certificates (generated at test time), only TLS 1.2/1.3 with
+//! forward-secret AEAD suites negotiate (checked with `openssl s_client`),
+//! resumption works (rustls client), certificates swap in without a restart,
+//! and HTTPS requests are forwarded with `X-Forwarded-Proto: https`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use support::proc::{Backend, Proxy, app, seen_header};
+
+fn write_cert(dir: &Path, file: &str, names: &[&str]) {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let pem = portier::tls::self_signed_pem(&names).expect("rcgen");
+    // Write then rename: the watcher never sees half a file.
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, pem).expect("write cert");
+    std::fs::rename(&tmp, dir.join(format!("{file}.pem"))).expect("rename cert");
+}
+
+struct TlsProxy {
+    proxy: Proxy,
+    certs: std::path::PathBuf,
+    https_port: u16,
+}
+
+fn start(backend: &Backend) -> TlsProxy {
+    let certs = std::env::temp_dir().join(format!(
+        "portier-tls-it-{}-{}",
+        std::process::id(),
+        support::proc::free_port()
+    ));
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    write_cert(&certs, "default", &["default.localhost"]);
+    write_cert(&certs, "www.example.test", &["www.example.test"]);
+    write_cert(&certs, "_wildcard.example.test", &["*.example.test"]);
+    let https_port = support::proc::free_port();
+    let proxy = Proxy::start(
+        &format!(
+            "https = [\"127.0.0.1:{https_port}\"]\n[tls]\ncert_dir = \"{}\"\nreload_interval_ms = 100\n",
+            certs.display()
+        ),
+        &app("demo", "www.example.test", &[backend], ""),
+    );
+    TlsProxy {
+        proxy,
+        certs,
+        https_port,
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs);
+    }
+}
+
+/// `openssl s_client` output (stdout + stderr) for one handshake.
+fn s_client(port: u16, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn subject_for(port: u16, sni: Option<&str>) -> String {
+    let mut args = vec![];
+    match sni {
+        Some(name) => args.extend(["-servername", name]),
+        None => args.push("-noservername"),
+    }
+    let out = s_client(port, &args);
+    out.lines()
+        .find(|l| l.starts_with("subject="))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no certificate for {sni:?}: {out}"))
+}
+
+#[test]
+fn sni_picks_exact_then_wildcard_then_default() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    assert!(subject_for(p.https_port, Some("www.example.test")).contains("www.example.test"));
+    assert!(subject_for(p.https_port, Some("api.example.test")).contains("*.example.test"));
+    assert!(subject_for(p.https_port, Some("a.b.example.test")).contains("default.localhost"));
+    assert!(subject_for(p.https_port, Some("other.test")).contains("default.localhost"));
+    assert!(subject_for(p.https_port, None).contains("default.localhost"));
+}
+
+#[test]
+fn only_tls12_and_tls13_with_forward_secret_aead_suites() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    let sni = ["-servername", "www.example.test"];
+    for old in ["-tls1", "-tls1_1"] {
+        let out = s_client(
+            p.https_port,
+            &[&sni[..], &[old, "-cipher", "DEFAULT:@SECLEVEL=0"]].concat(),
+        );
+        assert!(
+            out.contains("Cipher is (NONE)") || out.contains("alert"),
+            "{old} negotiated: {out}"
+        );
+    }
+    // Non-forward-secret or non-AEAD TLS 1.2 suites are refused.
+    for weak in [
+        "AES128-SHA",
+        "AES256-GCM-SHA384",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA384",
+    ] {
+        let out = s_client(
+            p.https_port,
+            &[&sni[..], &["-tls1_2", "-cipher", weak]].concat(),
+        );
+        assert!(out.contains("Cipher is (NONE)"), "{weak} negotiated: {out}");
+    }
+    let ok12 = s_client(
+        p.https_port,
+        &[
+            &sni[..],
+            &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+        ]
+        .concat(),
+    );
+    assert!(
+        ok12.contains("TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "{ok12}"
+    );
+    let ok13 = s_client(p.https_port, &[&sni[..], &["-tls1_3"]].concat());
+    assert!(ok13.contains("TLSv1.3, Cipher is TLS_"), "{ok13}");
+    // ALPN offers http/1.1.
+    let alpn = s_client(p.https_port, &[&sni[..], &["-alpn", "http/1.1"]].concat());
+    assert!(alpn.contains("ALPN protocol: http/1.1"), "{alpn}");
+}
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn client_config(versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// One GET over rustls; returns (resumed?, response text).
+fn https_get(config: &Arc<ClientConfig>, port: u16, host: &str, path: &str) -> (bool, String) {
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let name = ServerName::try_from(host.to_string()).expect("name");
+    let mut conn = ClientConnection::new(config.clone(), name).expect("client");
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    (resumed, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn https_is_forwarded_as_https_and_sessions_resume() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let cfg = client_config(versions);
+        let (first, text) = https_get(&cfg, p.https_port, "www.example.test", "/secure");
+        assert!(!first, "first handshake is full");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        let body = &text[text.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+        let echo: serde_json::Value = serde_json::from_str(body).expect("echo json");
+        assert_eq!(
+            seen_header(&echo, "x-forwarded-proto").as_deref(),
+            Some("https")
+        );
+        assert_eq!(
+            seen_header(&echo, "x-forwarded-port"),
+            Some(p.https_port.to_string())
+        );
+        let (resumed, text) = https_get(&cfg, p.https_port, "www.example.test", "/again");
+        assert!(resumed, "second handshake resumed ({versions:?})");
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+}
+
+#[test]
+fn certificates_swap_in_without_a_restart() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    let cfg = client_config(&[&rustls::version::TLS13]);
+    // A keep-alive connection opened before the swap.
+    let mut sock = TcpStream::connect(("127.0.0.1", p.https_port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut conn = ClientConnection::new(
+        cfg.clone(),
+        ServerName::try_from("www.example.test").expect("name"),
+    )
+    .expect("client");
+    let req = b"GET /before HTTP/1.1\r\nHost: www.example.test\r\n\r\n";
+    {
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(req).expect("write");
+        let mut buf = [0u8; 4096];
+        let n = tls.read(&mut buf).expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    // The renewed certificate's subject (CN) is its first name.
+    write_cert(
+        &p.certs,
+        "www.example.test",
+        &["renewed.example.test", "www.example.test"],
+    );
+    let mut swapped = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if subject_for(p.https_port, Some("www.example.test")).contains("renewed.example.test") {
+            swapped = true;
+            break;
+        }
+    }
+    assert!(swapped, "new handshakes get the new certificate");
+    // The old connection still works.
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(b"GET /after HTTP/1.1\r\nHost: www.example.test\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 4096];
+    let n = tls.read(&mut buf).expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // A broken file is refused and the last good store keeps serving.
+    std::fs::write(p.certs.join("broken.pem"), "garbage").expect("write");
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(subject_for(p.https_port, Some("www.example.test")).contains("renewed.example.test"));
+    let _ = &p.proxy;
+}
