@@ -6,6 +6,7 @@ pub mod demo;
 pub mod http;
 pub mod mgmt;
 pub mod reactor;
+pub mod router;
 pub mod sched;
 pub mod snapshot;
 pub mod tls;

@@ -129,7 +129,7 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
-    let xdp = bpf::start(&config.xdp)?;
+    let mut xdp = bpf::start(&config.xdp)?;
     match &xdp {
         Some(rt) => {
             for (iface, mode) in rt.attached() {
@@ -199,10 +199,26 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 std::time::Duration::from_millis(config.tls.reload_interval_ms.max(100)),
             ))
         });
+        let mut hup = signal(SignalKind::hangup())?;
         eprintln!("portier: ready");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        let mut current = config.clone();
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = hup.recv() => {
+                    match reload(&path, &current, &shared, xdp.as_mut()) {
+                        Ok(new) => {
+                            current = new;
+                            eprintln!("portier: configuration reloaded");
+                        }
+                        Err(e) => {
+                            tracing::error!("configuration NOT reloaded, the previous one keeps serving: {e:#}");
+                            eprintln!("portier: reload refused: {e:#}");
+                        }
+                    }
+                }
+            }
         }
         probes.abort();
         if let Some(c) = certs {
@@ -214,6 +230,32 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     drop(xdp);
     eprintln!("portier: stopped");
     Ok(())
+}
+
+/// Load the file again and swap the new snapshot in. Apps, domains,
+/// backends, limits and the XDP policy change live; listeners, threads and
+/// TLS settings need a restart (said in the log).
+fn reload(
+    path: &std::path::Path,
+    current: &Config,
+    shared: &portier::reactor::Shared,
+    xdp: Option<&mut bpf::XdpRuntime>,
+) -> anyhow::Result<Config> {
+    let new = Config::load(path)?;
+    if new.server.http != current.server.http
+        || new.server.https != current.server.https
+        || new.server.threads != current.server.threads
+    {
+        tracing::warn!("listener and thread changes take effect at the next restart");
+    }
+    if let Some(rt) = xdp {
+        rt.update_policy(&new.xdp)
+            .context("updating the XDP maps")?;
+    }
+    let previous = shared.snapshot.load_full();
+    let snapshot = portier::snapshot::Snapshot::rebuild(&new, Some(&previous));
+    shared.snapshot.store(Arc::new(snapshot));
+    Ok(new)
 }
 
 fn xdp(command: XdpCommand) -> anyhow::Result<()> {

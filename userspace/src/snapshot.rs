@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::app::normalize_host;
+use crate::config::app::{normalize_host, wildcard_suffix};
 use crate::config::{Cidr, Config};
 use crate::http::Limits;
 use crate::sched::balance::Balancer;
@@ -19,6 +19,14 @@ use crate::sched::balance::Balancer;
 pub struct App {
     pub name: String,
     pub balancer: Arc<Balancer>,
+    /// Other domains redirect here (301).
+    pub canonical: Option<String>,
+    pub force_https: bool,
+    /// `Strict-Transport-Security` value for HTTPS responses, when forced.
+    pub hsts: Option<String>,
+    /// What the balancer was built from: a reload keeps the balancer (and
+    /// its in-flight counts and quarantine state) when this is unchanged.
+    balancer_key: String,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -34,8 +42,10 @@ pub struct Timeouts {
 
 #[derive(Debug)]
 pub struct Snapshot {
-    /// Normalised host → index in `apps`.
+    /// Normalised exact host → index in `apps`.
     routes: HashMap<String, usize>,
+    /// `*.example.com` as `example.com` → index in `apps`.
+    wildcards: HashMap<String, usize>,
     pub apps: Vec<App>,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -47,28 +57,60 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn build(config: &Config) -> Snapshot {
+        Snapshot::rebuild(config, None)
+    }
+
+    /// Build from `config`, keeping the balancers of `previous` for apps
+    /// whose backends and balancing settings did not change.
+    pub fn rebuild(config: &Config, previous: Option<&Snapshot>) -> Snapshot {
         let mut routes = HashMap::new();
+        let mut wildcards = HashMap::new();
         let mut apps = Vec::with_capacity(config.apps.len());
         for (i, a) in config.apps.iter().enumerate() {
             for d in &a.domains {
                 if let Some(host) = normalize_host(d) {
-                    routes.insert(host, i);
+                    match wildcard_suffix(&host) {
+                        Some(suffix) => wildcards.insert(suffix.to_string(), i),
+                        None => routes.insert(host, i),
+                    };
                 }
             }
-            apps.push(App {
-                name: a.name.clone(),
-                balancer: Arc::new(Balancer::new(
+            let balancer_key = format!(
+                "{:?}/{}/{}/{}/{}",
+                a.backends,
+                a.max_conns_per_backend,
+                a.queue_per_backend,
+                a.quarantine_initial_ms,
+                a.quarantine_max_ms
+            );
+            let kept = previous.and_then(|p| {
+                p.apps
+                    .iter()
+                    .find(|old| old.name == a.name && old.balancer_key == balancer_key)
+                    .map(|old| old.balancer.clone())
+            });
+            let balancer = kept.unwrap_or_else(|| {
+                Arc::new(Balancer::new(
                     &a.backends,
                     a.max_conns_per_backend,
                     a.queue_per_backend,
                     a.quarantine_initial_ms,
                     a.quarantine_max_ms,
-                )),
+                ))
+            });
+            apps.push(App {
+                name: a.name.clone(),
+                balancer,
+                canonical: a.canonical_domain.as_deref().and_then(normalize_host),
+                force_https: a.force_https,
+                hsts: a.force_https.then(|| format!("max-age={}", a.hsts_max_age)),
+                balancer_key,
             });
         }
         let l = &config.limits;
         Snapshot {
             routes,
+            wildcards,
             apps,
             limits: Limits {
                 max_header_section: l.max_header_section,
@@ -94,8 +136,14 @@ impl Snapshot {
 
     /// The app serving `host` (already normalised: lowercase, no port, no
     /// trailing dot).
+    /// Exact names beat wildcards (across all apps); a wildcard covers one
+    /// label, so only the immediate parent can match: O(1) per lookup.
     pub fn route(&self, host: &str) -> Option<&App> {
-        self.routes.get(host).and_then(|&i| self.apps.get(i))
+        let index = self.routes.get(host).or_else(|| {
+            host.split_once('.')
+                .and_then(|(_, parent)| self.wildcards.get(parent))
+        })?;
+        self.apps.get(*index)
     }
 
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {

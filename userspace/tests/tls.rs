@@ -49,7 +49,12 @@ fn start(backend: &Backend) -> TlsProxy {
             "https = [\"127.0.0.1:{https_port}\"]\n[tls]\ncert_dir = \"{}\"\nreload_interval_ms = 100\n",
             certs.display()
         ),
-        &app("demo", "www.example.test", &[backend], ""),
+        &app(
+            "demo",
+            "www.example.test",
+            &[backend],
+            "force_https = true\n",
+        ),
     );
     TlsProxy {
         proxy,
@@ -226,6 +231,11 @@ fn https_is_forwarded_as_https_and_sessions_resume() {
         let (first, text) = https_get(&cfg, p.https_port, "www.example.test", "/secure");
         assert!(!first, "first handshake is full");
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("\r\nstrict-transport-security: max-age=31536000\r\n"),
+            "HSTS on HTTPS responses of a force_https app: {text}"
+        );
         let body = &text[text.find("\r\n\r\n").map_or(0, |i| i + 4)..];
         let echo: serde_json::Value = serde_json::from_str(body).expect("echo json");
         assert_eq!(

@@ -8,8 +8,21 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct AppSettings {
     pub name: String,
-    /// Exact host names (case, port and a trailing dot are ignored).
+    /// Who the app belongs to (wildcard ownership); default: the app's name.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Host names: exact (`www.example.com`) or wildcards covering one label
+    /// (`*.example.com`). Case, port and a trailing dot are ignored.
     pub domains: Vec<String>,
+    /// Requests for the app's other domains get a 301 to this one.
+    #[serde(default)]
+    pub canonical_domain: Option<String>,
+    /// Plain-HTTP requests get a 301 to https://; HTTPS responses carry HSTS.
+    #[serde(default)]
+    pub force_https: bool,
+    /// `Strict-Transport-Security: max-age=<this>` when `force_https`.
+    #[serde(default = "default_hsts")]
+    pub hsts_max_age: u64,
     /// The app's containers, tried in strict round-robin.
     pub backends: Vec<SocketAddr>,
     /// Requests one backend serves at once; more wait in the queue.
@@ -25,6 +38,9 @@ pub struct AppSettings {
     pub quarantine_max_ms: u64,
 }
 
+fn default_hsts() -> u64 {
+    31_536_000
+}
 fn default_max_conns() -> u32 {
     20
 }
@@ -56,12 +72,49 @@ impl AppSettings {
             ));
         }
         for d in &self.domains {
-            if normalize_host(d).is_none() {
+            let Some(host) = normalize_host(d) else {
                 return Err(format!("app {n}: `{d}` is not a host name"));
+            };
+            if host.contains('*') && wildcard_suffix(&host).is_none() {
+                return Err(format!(
+                    "app {n}: `{d}`: a wildcard is `*.` followed by at least two labels"
+                ));
+            }
+        }
+        if let Some(c) = &self.canonical_domain {
+            let Some(host) = normalize_host(c) else {
+                return Err(format!(
+                    "app {n}: canonical_domain `{c}` is not a host name"
+                ));
+            };
+            if host.contains('*') {
+                return Err(format!(
+                    "app {n}: a wildcard cannot be the canonical domain"
+                ));
+            }
+            if !self
+                .domains
+                .iter()
+                .any(|d| normalize_host(d).as_deref() == Some(&host))
+            {
+                return Err(format!(
+                    "app {n}: canonical_domain {host} is not one of its domains"
+                ));
             }
         }
         Ok(())
     }
+
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// `*.example.com` → `example.com`; `None` for anything else (including
+/// `*.com`: a wildcard needs two labels under it, and only one `*`, first).
+pub fn wildcard_suffix(host: &str) -> Option<&str> {
+    let suffix = host.strip_prefix("*.")?;
+    (suffix.contains('.') && !suffix.contains('*') && !suffix.starts_with('.')).then_some(suffix)
 }
 
 /// Lowercase, without port and one trailing dot; `None` if it cannot be a

@@ -76,14 +76,78 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
-        config
-            .xdp
-            .validate()
-            .map_err(|message| ConfigError::Semantic {
-                path: path.to_path_buf(),
-                message,
-            })?;
+        config.validate().map_err(|message| ConfigError::Semantic {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.xdp.validate()?;
+        self.limits.validate()?;
+        let header = &self.server.error_header;
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "server.error_header: `{header}` is not a header name"
+            ));
+        }
+        for app in &self.apps {
+            app.validate()?;
+        }
+        // Wildcard ownership: once `*.y.z` belongs to an owner, nobody else
+        // attaches `*.y.z` or any name under it.
+        let mut wildcard_owner = std::collections::HashMap::new();
+        for app in &self.apps {
+            for d in &app.domains {
+                let host = app::normalize_host(d).unwrap_or_default();
+                if let Some(suffix) = app::wildcard_suffix(&host) {
+                    wildcard_owner.insert(suffix.to_string(), (app.owner(), app.name.as_str()));
+                }
+            }
+        }
+        for app in &self.apps {
+            for d in &app.domains {
+                let host = app::normalize_host(d).unwrap_or_default();
+                // Every suffix after a dot: `x.a.y.z` → `a.y.z`, `y.z`, `z`;
+                // `*.y.z` → `y.z` (the same wildcard).
+                let mut rest = host.as_str();
+                while let Some((_, parent)) = rest.split_once('.') {
+                    if let Some((owner, owner_app)) = wildcard_owner.get(parent)
+                        && *owner != app.owner()
+                    {
+                        return Err(format!(
+                            "app {}: {host} is under *.{parent}, which belongs to another owner (app {owner_app})",
+                            app.name
+                        ));
+                    }
+                    rest = parent;
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut domains = std::collections::HashMap::new();
+        for app in &self.apps {
+            if !names.insert(app.name.as_str()) {
+                return Err(format!("apps: two apps are named {}", app.name));
+            }
+            for d in &app.domains {
+                let host = app::normalize_host(d).unwrap_or_default();
+                if let Some(other) = domains.insert(host.clone(), app.name.as_str())
+                    && other != app.name
+                {
+                    return Err(format!(
+                        "domain {host} belongs to both {other} and {}",
+                        app.name
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -129,6 +193,73 @@ mod tests {
             .to_string();
         assert!(err.starts_with("test.toml:2:"), "{err}");
         assert!(err.contains("prefix length 40"), "{err}");
+    }
+
+    fn apps(spec: &[(&str, &str, &[&str])]) -> String {
+        spec.iter()
+            .map(|(name, owner, domains)| {
+                let d: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
+                format!(
+                    "[[apps]]\nname = \"{name}\"\nowner = \"{owner}\"\ndomains = [{}]\nbackends = [\"127.0.0.1:1\"]\n",
+                    d.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wildcard_ownership_is_enforced() {
+        // Same owner may nest names under its wildcard.
+        assert!(
+            parse(&apps(&[
+                ("a", "o1", &["*.y.z"]),
+                ("b", "o1", &["a.y.z", "*.b.y.z"])
+            ]))
+            .is_ok()
+        );
+        for other in [&["*.y.z"][..], &["a.y.z"], &["x.a.y.z"], &["*.a.y.z"]] {
+            let err = parse(&apps(&[("a", "o1", &["*.y.z"]), ("b", "o2", other)]))
+                .expect_err("refused")
+                .to_string();
+            assert!(err.contains("another owner"), "{other:?}: {err}");
+        }
+        // Unrelated names are fine.
+        assert!(
+            parse(&apps(&[
+                ("a", "o1", &["*.y.z"]),
+                ("b", "o2", &["y.z", "q.z"])
+            ]))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn canonical_domain_rules() {
+        let base = "[[apps]]\nname = \"a\"\ndomains = [\"a.test\", \"*.a.test\"]\nbackends = [\"127.0.0.1:1\"]\n";
+        assert!(parse(&format!("{base}canonical_domain = \"a.test\"\n")).is_ok());
+        let err = parse(&format!("{base}canonical_domain = \"*.a.test\"\n")).expect_err("wildcard");
+        assert!(
+            err.to_string().contains("wildcard cannot be the canonical"),
+            "{err}"
+        );
+        let err = parse(&format!("{base}canonical_domain = \"b.test\"\n")).expect_err("foreign");
+        assert!(err.to_string().contains("not one of its domains"), "{err}");
+    }
+
+    #[test]
+    fn app_and_limit_errors_are_refused() {
+        let err = parse("[[apps]]\nname = \"a\"\ndomains = [\"a.test\"]\nbackends = []\n")
+            .expect_err("no backends");
+        assert!(err.to_string().contains("no backends"), "{err}");
+        let err = parse("[limits]\nmax_header_line = 99999\n").expect_err("limits");
+        assert!(err.to_string().contains("max_header_line"), "{err}");
+        let two = "[[apps]]\nname = \"a\"\ndomains = [\"x.test\"]\nbackends = [\"127.0.0.1:1\"]\n[[apps]]\nname = \"b\"\ndomains = [\"X.test\"]\nbackends = [\"127.0.0.1:1\"]\n";
+        assert!(
+            parse(two)
+                .expect_err("dup")
+                .to_string()
+                .contains("belongs to both")
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Exchange {
     /// The client connection stays open after this exchange.
     pub keep_alive: bool,
     pub request_id: String,
+    /// `Strict-Transport-Security` value added to the response (HTTPS, forced).
+    pub hsts: Option<String>,
     pub upstream: Option<Token>,
     pub backend: Option<BackendId>,
     /// Backends that failed this request (not tried again for it).

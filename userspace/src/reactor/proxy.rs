@@ -34,6 +34,7 @@ use crate::http::h1::{
     BodyDecoder, BodyKind, encode_request_head, encode_response_head, error_response,
     parse_request_head, parse_response_head,
 };
+use crate::router::Decision;
 use crate::sched::balance::{BackendId, Balancer, Pick};
 use crate::snapshot::Snapshot;
 
@@ -537,7 +538,13 @@ impl Reactor {
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
-        let app = head.host.as_ref().and_then(|h| snap.route(&h.name));
+        let https = c.scheme == Scheme::Https;
+        let decision = crate::router::decide(
+            &snap,
+            head.host.as_ref().map(|h| h.name.as_str()),
+            &head.target,
+            https,
+        );
         let incoming_xff: Vec<&[u8]> = head.header_values("x-forwarded-for").collect();
         let start = c.head_started.map_or(self.wall, |(_, w)| w);
         let since = start.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -552,15 +559,23 @@ impl Reactor {
             start: (since.as_secs(), since.subsec_millis()),
         });
         c.head_started = None;
-        let Some(app) = app else {
-            let has_body = head.body != BodyKind::None;
-            self.respond_error_id(
-                token,
-                UNKNOWN_HOST,
-                has_body || !head.keep_alive,
-                Some(fwd.request_id),
-            );
-            return;
+        let app = match decision {
+            Decision::Proxy(app) => app,
+            Decision::NotFound => {
+                let has_body = head.body != BodyKind::None;
+                self.respond_error_id(
+                    token,
+                    UNKNOWN_HOST,
+                    has_body || !head.keep_alive,
+                    Some(fwd.request_id),
+                );
+                return;
+            }
+            Decision::Redirect(location) => {
+                let close = head.body != BodyKind::None || !head.keep_alive;
+                self.respond_redirect(token, &location, &fwd.request_id, close, head.is_head());
+                return;
+            }
         };
         let mut encoded = Vec::with_capacity(512);
         encode_request_head(&head, &fwd.fields(), &mut encoded);
@@ -582,6 +597,7 @@ impl Reactor {
             client_version: head.version,
             keep_alive: head.keep_alive,
             request_id: fwd.request_id,
+            hsts: if https { app.hsts.clone() } else { None },
             upstream: None,
             backend: None,
             tried: Vec::new(),
@@ -1033,7 +1049,12 @@ impl Reactor {
                         Ok(Some((mut head, used))) => {
                             u.rbuf.drain(..used);
                             let id = ex.request_id.clone();
-                            let extra: [(&str, &[u8]); 1] = [("X-Request-ID", id.as_bytes())];
+                            let hsts = ex.hsts.clone();
+                            let mut extra: Vec<(&str, &[u8])> =
+                                vec![("X-Request-ID", id.as_bytes())];
+                            if let Some(h) = hsts.as_deref() {
+                                extra.push(("Strict-Transport-Security", h.as_bytes()));
+                            }
                             if head.is_interim() {
                                 encode_response_head(
                                     &head,
@@ -1317,6 +1338,43 @@ impl Reactor {
     }
 
     // ---- responses and teardown -------------------------------------------
+
+    /// 301 to `location` (canonical domain, force-HTTPS).
+    fn respond_redirect(
+        &mut self,
+        token: Token,
+        location: &str,
+        id: &str,
+        close: bool,
+        is_head: bool,
+    ) {
+        let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        c.state = ClientState::Idle;
+        let body = format!("301 Moved Permanently: {location}\n");
+        let _ = std::io::Write::write_fmt(
+            &mut c.wbuf,
+            format_args!(
+                "HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nX-Request-ID: {id}\r\n{}\r\n",
+                body.len(),
+                if close { "Connection: close\r\n" } else { "" }
+            ),
+        );
+        if !is_head {
+            c.wbuf.extend_from_slice(body.as_bytes());
+        }
+        if close {
+            c.close_after_flush = true;
+            c.rbuf.clear();
+        }
+        let at = self.now + self.snapshot.timeouts.keepalive;
+        self.arm(token, at);
+        self.client_flush(token);
+        if !close {
+            self.client_progress(token);
+        }
+    }
 
     fn respond_error(&mut self, token: Token, err: (u16, &str), close: bool) {
         self.respond_error_id(token, err, close, None);

@@ -91,6 +91,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub portier: Portier,
     dir: PathBuf,
+    threads: usize,
 }
 
 impl Proxy {
@@ -109,7 +110,35 @@ impl Proxy {
             format!("[server]\nhttp = [\"{addr}\"]\nthreads = {threads}\n{server_extra}\n{rest}\n");
         std::fs::write(&path, text).expect("write config");
         let portier = Portier::start(None, &path);
-        Proxy { addr, portier, dir }
+        Proxy {
+            addr,
+            portier,
+            dir,
+            threads,
+        }
+    }
+
+    /// Rewrite the config (same listener) and SIGHUP; returns the line
+    /// portier answered with (reloaded or refused).
+    pub fn reload(&mut self, server_extra: &str, rest: &str) -> String {
+        let text = format!(
+            "[server]\nhttp = [\"{}\"]\nthreads = {}\n{server_extra}\n{rest}\n",
+            self.addr, self.threads
+        );
+        std::fs::write(self.dir.join("portier.toml"), text).expect("write config");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.portier.child.id() as i32, libc::SIGHUP) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.portier.lines.recv_timeout(left) {
+                Ok(l) if l.contains("configuration reloaded") || l.contains("reload refused") => {
+                    return l;
+                }
+                Ok(_) => {}
+                Err(_) => panic!("portier did not answer the reload"),
+            }
+        }
     }
 }
 
