@@ -9,4 +9,5 @@ pub mod reactor;
 pub mod router;
 pub mod sched;
 pub mod snapshot;
+pub mod sticky;
 pub mod tls;

@@ -24,6 +24,7 @@ pub struct App {
     pub force_https: bool,
     /// `Strict-Transport-Security` value for HTTPS responses, when forced.
     pub hsts: Option<String>,
+    pub sticky: Option<Arc<crate::sticky::Sticky>>,
     /// What the balancer was built from: a reload keeps the balancer (and
     /// its in-flight counts and quarantine state) when this is unchanged.
     balancer_key: String,
@@ -104,6 +105,14 @@ impl Snapshot {
                 canonical: a.canonical_domain.as_deref().and_then(normalize_host),
                 force_https: a.force_https,
                 hsts: a.force_https.then(|| format!("max-age={}", a.hsts_max_age)),
+                sticky: a.sticky_sessions.then(|| {
+                    Arc::new(crate::sticky::Sticky::new(
+                        &a.name,
+                        &a.sticky_cookie,
+                        &a.backends,
+                        config.server.sticky_secret.as_deref(),
+                    ))
+                }),
                 balancer_key,
             });
         }

@@ -106,3 +106,76 @@ fn reload_swaps_apps_in_and_refuses_bad_files_while_connections_stay() {
     assert_eq!(r.json()["backend"], "b1");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+#[test]
+fn sticky_sessions_bind_a_client_and_rebind_when_its_backend_dies() {
+    let mut backends = vec![
+        Backend::start("b1"),
+        Backend::start("b2"),
+        Backend::start("b3"),
+    ];
+    let refs: Vec<&Backend> = backends.iter().collect();
+    let p = Proxy::start("", &app("s", "s.test", &refs, "sticky_sessions = true\n"));
+    let first = get(p.addr, "s.test", "/");
+    let set = first
+        .header("set-cookie")
+        .expect("a cookie for a new client")
+        .to_string();
+    assert!(set.starts_with("portier_sticky="), "{set}");
+    assert!(
+        set.contains("; Path=/") && set.contains("; HttpOnly") && set.contains("; SameSite=Lax"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "no Secure over plain HTTP: {set}");
+    for b in &backends {
+        assert!(!set.contains(&b.addr.port().to_string()), "opaque: {set}");
+    }
+    let cookie = set.split(';').next().expect("pair").to_string();
+    let bound = first.json()["backend"]
+        .as_str()
+        .expect("backend")
+        .to_string();
+    let with_cookie = |path: &str| {
+        let mut c = Conn::open(p.addr);
+        c.send(
+            format!("GET {path} HTTP/1.1\r\nHost: s.test\r\nCookie: theme=dark; {cookie}\r\n\r\n")
+                .as_bytes(),
+        );
+        c.response()
+    };
+    for i in 0..6 {
+        let r = with_cookie(&format!("/{i}"));
+        assert_eq!(r.json()["backend"], bound.as_str(), "bound client stays");
+        assert!(
+            r.header("set-cookie").is_none(),
+            "no new cookie while bound"
+        );
+    }
+    // A forged value is ignored, not an error.
+    let mut c = Conn::open(p.addr);
+    c.send(b"GET / HTTP/1.1\r\nHost: s.test\r\nCookie: portier_sticky=forged\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert!(r.header("set-cookie").is_some());
+    // Without a cookie, round-robin goes on.
+    let mut names: Vec<String> = (0..3)
+        .map(|_| {
+            get(p.addr, "s.test", "/").json()["backend"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 3, "round-robin over all three: {names:?}");
+    // Kill the bound backend: the client lands elsewhere with a new cookie.
+    for b in backends.iter_mut().filter(|b| b.name == bound) {
+        b.stop();
+    }
+    let r = with_cookie("/after");
+    assert_eq!(r.status, 200);
+    assert_ne!(r.json()["backend"], bound.as_str());
+    let renewed = r.header("set-cookie").expect("re-issued").to_string();
+    assert_ne!(renewed.split(';').next(), Some(cookie.as_str()));
+}

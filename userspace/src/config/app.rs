@@ -20,6 +20,11 @@ pub struct AppSettings {
     /// Plain-HTTP requests get a 301 to https://; HTTPS responses carry HSTS.
     #[serde(default)]
     pub force_https: bool,
+    /// Bind each client to a backend with a cookie (off by default).
+    #[serde(default)]
+    pub sticky_sessions: bool,
+    #[serde(default = "default_sticky_cookie")]
+    pub sticky_cookie: String,
     /// `Strict-Transport-Security: max-age=<this>` when `force_https`.
     #[serde(default = "default_hsts")]
     pub hsts_max_age: u64,
@@ -38,6 +43,9 @@ pub struct AppSettings {
     pub quarantine_max_ms: u64,
 }
 
+fn default_sticky_cookie() -> String {
+    "portier_sticky".into()
+}
 fn default_hsts() -> u64 {
     31_536_000
 }
@@ -80,6 +88,16 @@ impl AppSettings {
                     "app {n}: `{d}`: a wildcard is `*.` followed by at least two labels"
                 ));
             }
+        }
+        if self.sticky_cookie.is_empty()
+            || !self
+                .sticky_cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
+            return Err(format!(
+                "app {n}: sticky_cookie must be letters, digits, _ or -"
+            ));
         }
         if let Some(c) = &self.canonical_domain {
             let Some(host) = normalize_host(c) else {

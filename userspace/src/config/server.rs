@@ -24,6 +24,10 @@ pub struct ServerSettings {
     pub public_http_port: u16,
     /// Same for HTTPS.
     pub public_https_port: u16,
+    /// Key (any string, ≥ 16 bytes) authenticating sticky-session cookies;
+    /// set the same on every node of a region. Default: random per process
+    /// (cookies are re-issued after a restart).
+    pub sticky_secret: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -36,6 +40,7 @@ impl Default for ServerSettings {
             trusted_proxies: Vec::new(),
             public_http_port: 0,
             public_https_port: 0,
+            sticky_secret: None,
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct Exchange {
     pub request_id: String,
     /// `Strict-Transport-Security` value added to the response (HTTPS, forced).
     pub hsts: Option<String>,
+    /// Sticky sessions of the app, and the backend the client's cookie names.
+    pub sticky: Option<Arc<crate::sticky::Sticky>>,
+    pub preferred: Option<BackendId>,
+    pub secure: bool,
     pub upstream: Option<Token>,
     pub backend: Option<BackendId>,
     /// Backends that failed this request (not tried again for it).

@@ -598,6 +598,12 @@ impl Reactor {
             keep_alive: head.keep_alive,
             request_id: fwd.request_id,
             hsts: if https { app.hsts.clone() } else { None },
+            preferred: app
+                .sticky
+                .as_ref()
+                .and_then(|st| st.backend_for(head.header_values("cookie"))),
+            sticky: app.sticky.clone(),
+            secure: https,
             upstream: None,
             backend: None,
             tried: Vec::new(),
@@ -629,6 +635,13 @@ impl Reactor {
         // Requests already waiting go first: a newcomer queues behind them.
         let pick = if !ex.queued && ex.tried.is_empty() && ex.balancer.queue_depth() > 0 {
             Pick::Busy
+        } else if let Some(id) = ex
+            .preferred
+            .filter(|p| !ex.tried.contains(p))
+            .and_then(|p| ex.balancer.pick_exactly(p))
+        {
+            // The client's sticky backend, healthy and with room.
+            Pick::Backend(id)
         } else {
             ex.balancer.pick(&ex.tried)
         };
@@ -1054,6 +1067,17 @@ impl Reactor {
                                 vec![("X-Request-ID", id.as_bytes())];
                             if let Some(h) = hsts.as_deref() {
                                 extra.push(("Strict-Transport-Security", h.as_bytes()));
+                            }
+                            // (Re-)issue the sticky cookie when the client is not
+                            // already bound to the backend that answered.
+                            let cookie = match (&ex.sticky, ex.backend) {
+                                (Some(st), Some(b)) if ex.preferred != Some(b) => {
+                                    st.set_cookie(b, ex.secure)
+                                }
+                                _ => None,
+                            };
+                            if let Some(c) = cookie.as_deref() {
+                                extra.push(("Set-Cookie", c.as_bytes()));
                             }
                             if head.is_interim() {
                                 encode_response_head(

@@ -135,6 +135,21 @@ impl Balancer {
         }
     }
 
+    /// The given backend if it is healthy and has a free slot (sticky
+    /// sessions); `None` sends the caller back to `pick`.
+    pub fn pick_exactly(&self, id: BackendId) -> Option<BackendId> {
+        let b = self.backends.get(id.0)?;
+        if b.is_quarantined() {
+            return None;
+        }
+        b.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| {
+                (v < b.max_in_flight).then_some(v + 1)
+            })
+            .ok()
+            .map(|_| id)
+    }
+
     /// Give back the slot `pick` took.
     pub fn release(&self, id: BackendId) {
         if let Some(b) = self.backends.get(id.0) {
