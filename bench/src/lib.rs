@@ -1,1 +1,5 @@
-//! Benchmarks live in `benches/`; the comparative load harness will live here.
+//! Criterion micro-benchmarks live in `benches/`; the comparative load
+//! harness (`portier-bench load`, run by `cargo xtask bench load`) lives in
+//! [`load`].
+
+pub mod load;

@@ -4,6 +4,7 @@
 //! nothing is missing); `build`, `run`, `test`, `fuzz`, `bench` build on it;
 //! `xdp …` drives a running portier through its pinned maps.
 
+mod bench_load;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -46,8 +47,11 @@ enum Cmd {
         #[arg(long, default_value = "classify")]
         target: String,
     },
-    /// Criterion micro-benchmarks.
-    Bench,
+    /// Criterion micro-benchmarks; `bench load [--quick]`: the comparative load harness.
+    Bench {
+        #[command(subcommand)]
+        what: Option<bench_load::BenchCmd>,
+    },
     /// Operate the XDP program of a running portier.
     Xdp {
         /// stats [--json] | block CIDR | unblock CIDR | blocklist [--json]
@@ -67,7 +71,8 @@ fn main() -> ExitCode {
             fuzz_seconds,
         } => test(unprivileged, fuzz_seconds),
         Cmd::Fuzz { seconds, target } => setup::all().and_then(|()| fuzz(&target, seconds)),
-        Cmd::Bench => bench(),
+        Cmd::Bench { what: None } => bench(),
+        Cmd::Bench { what: Some(cmd) } => bench_load::run(&cmd),
         Cmd::Xdp { args } => xdp(&args),
     };
     match result {

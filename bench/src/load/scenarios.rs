@@ -1,0 +1,513 @@
+//! The load scenarios against the running contestants. Every figure is
+//! measured in rounds; within a round every contestant runs back to back,
+//! in an order rotated each round (the VM drifts ~20% over minutes).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use super::contestants::{Contestant, Env, HOST, Kind};
+use super::proc::{cpu_of, rss_bytes};
+use super::report::{Figure, Goal, Unit};
+use super::tools::{Wrk, h2load, wrk};
+
+/// How long and how often.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub runs: usize,
+    /// Seconds per load.
+    pub seconds: f64,
+    /// Idle keep-alive connections opened for the memory figure.
+    pub idle_conns: usize,
+}
+
+fn goal(against: &'static str, factor: f64, higher_is_better: bool) -> Option<Goal> {
+    Some(Goal {
+        subject: "portier",
+        against,
+        factor,
+        higher_is_better,
+    })
+}
+
+/// Run `f` for every contestant in every round, order rotated per round.
+fn rounds(cs: &mut [Contestant], runs: usize, mut f: impl FnMut(usize, &mut Contestant)) {
+    let n = cs.len();
+    for round in 0..runs {
+        for i in 0..n {
+            f(round, &mut cs[(i + round) % n]);
+        }
+    }
+}
+
+const WRK_CONNS: u32 = 50;
+
+fn http_url(c: &Contestant, path: &str) -> String {
+    format!("http://{}{path}", c.http)
+}
+
+/// One wrk load; requests/s and proxy CPU µs per request (user+sys).
+fn wrk_load(
+    c: &mut Contestant,
+    dir: &Path,
+    w: &Wrk<'_>,
+) -> (Result<f64, String>, Result<f64, String>) {
+    let pids = c.pids();
+    let before = cpu_of(&pids);
+    let run = wrk(dir, w);
+    let after = cpu_of(&pids);
+    let run = match run {
+        Ok(r) if r.errors * 100 > r.requests => {
+            Err(format!("{} errors in {} requests", r.errors, r.requests))
+        }
+        Ok(r) => Ok(r),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => {
+            let e = if c.alive() {
+                e
+            } else {
+                format!("{} died: {}", c.id(), c.log_tail())
+            };
+            return (Err(e.clone()), Err(e));
+        }
+    };
+    let cpu = match (c.kind, before, after) {
+        (Kind::Direct, ..) => Err("no proxy".to_string()),
+        (_, Some((u0, s0)), Some((u1, s1))) => Ok((u1 - u0 + s1 - s0) / run.requests as f64 * 1e6),
+        _ => Err("could not read /proc/PID/stat".to_string()),
+    };
+    (Ok(run.rps()), cpu)
+}
+
+/// HTTP/1.1 keep-alive with one body size: req/s and CPU per request.
+fn h1(
+    cs: &mut [Contestant],
+    dir: &Path,
+    s: &Settings,
+    path: &str,
+    label: &str,
+    goals: bool,
+) -> Vec<Figure> {
+    let id_rps: &'static str = if path == "/64" {
+        "h1_64_rps"
+    } else {
+        "h1_16k_rps"
+    };
+    let id_cpu: &'static str = if path == "/64" {
+        "h1_64_cpu"
+    } else {
+        "h1_16k_cpu"
+    };
+    let mut rps = Figure::new(
+        id_rps,
+        format!("HTTP/1.1 keep-alive, {label}, req/s (wrk -t1 -c{WRK_CONNS})"),
+        Unit::PerSec,
+        if goals {
+            goal("haproxy", 1.25, true)
+        } else {
+            None
+        },
+    );
+    let mut cpu = Figure::new(
+        id_cpu,
+        format!("proxy CPU per request, {label} (utime+stime)"),
+        Unit::Micros,
+        if goals {
+            goal("haproxy", 0.8, false)
+        } else {
+            None
+        },
+    );
+    let host = format!("Host: {HOST}");
+    rounds(cs, s.runs, |round, c| {
+        let url = http_url(c, path);
+        let w = Wrk {
+            url: &url,
+            connections: WRK_CONNS,
+            seconds: s.seconds,
+            headers: &[&host],
+            delay_ms: 0,
+        };
+        let (r, u) = wrk_load(c, dir, &w);
+        eprintln!("  {id_rps} round {round} {}: {r:?} / cpu {u:?}", c.id());
+        rps.record(c.id(), round, r);
+        cpu.record(c.id(), round, u);
+    });
+    if let Some(n) = rps.notes.get_mut("direct") {
+        n.push_str(" (load-tool bound)");
+    }
+    rps.title
+        .push_str("; direct = lower bound of the limit (wrk-bound)");
+    vec![rps, cpu]
+}
+
+/// HTTPS keep-alive (HTTP/1.1 over TLS 1.3) and new full handshakes/s.
+fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
+    let mut ka = Figure::new(
+        "https_rps",
+        format!("HTTPS keep-alive (TLS 1.3, HTTP/1.1), 64 B, req/s (wrk -t1 -c{WRK_CONNS})"),
+        Unit::PerSec,
+        goal("nginx", 1.2, true),
+    );
+    let mut hs = Figure::new(
+        "handshake_rps",
+        "new TLS 1.3 full handshakes/s (no resumption; wrk, `Connection: close`, -c50)",
+        Unit::PerSec,
+        goal("haproxy", 1.2, true),
+    );
+    let mut hs_cpu = Figure::new(
+        "handshake_cpu",
+        "proxy CPU per full handshake (+ its one request)",
+        Unit::Micros,
+        None,
+    );
+    let host = format!("Host: {HOST}");
+    rounds(cs, s.runs, |round, c| {
+        let Some(addr) = c.https else {
+            let why = c.no_tls.clone().unwrap_or_else(|| "no TLS listener".into());
+            for f in [&mut ka, &mut hs, &mut hs_cpu] {
+                f.record(c.id(), round, Err(why.clone()));
+            }
+            return;
+        };
+        let url = format!("https://{addr}/64");
+        let w = Wrk {
+            url: &url,
+            connections: WRK_CONNS,
+            seconds: s.seconds,
+            headers: &[&host],
+            delay_ms: 0,
+        };
+        let (r, _) = wrk_load(c, dir, &w);
+        eprintln!("  https_rps round {round} {}: {r:?}", c.id());
+        ka.record(c.id(), round, r);
+        let w = Wrk {
+            url: &url,
+            connections: WRK_CONNS,
+            seconds: s.seconds,
+            headers: &[&host, "Connection: close"],
+            delay_ms: 0,
+        };
+        let (r, u) = wrk_load(c, dir, &w);
+        eprintln!(
+            "  handshake_rps round {round} {}: {r:?} / cpu {u:?}",
+            c.id()
+        );
+        hs.record(c.id(), round, r);
+        hs_cpu.record(c.id(), round, u);
+    });
+    vec![ka, hs, hs_cpu]
+}
+
+const H2_CLIENTS: u32 = 10;
+const H2_STREAMS: u32 = 100;
+
+fn http2(cs: &mut [Contestant], s: &Settings) -> Figure {
+    let mut f = Figure::new(
+        "h2_rps",
+        format!("HTTP/2 over TLS, 64 B, req/s (h2load -t1 -c{H2_CLIENTS} -m{H2_STREAMS})"),
+        Unit::PerSec,
+        goal("nginx", 1.2, true),
+    );
+    rounds(cs, s.runs, |round, c| {
+        let Some(addr) = c.https else {
+            f.record(c.id(), round, Err(c.no_tls.clone().unwrap_or_default()));
+            return;
+        };
+        let r = match h2load(
+            &format!("https://{addr}/64"),
+            H2_CLIENTS,
+            H2_STREAMS,
+            s.seconds,
+            None,
+        ) {
+            Ok(r) if r.failed * 100 > r.succeeded => {
+                Err(format!("{} failed of {}", r.failed, r.succeeded))
+            }
+            Ok(r) => Ok(r.rps),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        eprintln!("  h2_rps round {round} {}: {r:?}", c.id());
+        f.record(c.id(), round, r);
+    });
+    f
+}
+
+/// Pause between requests on each connection in the paced test.
+const PACE_MS: u32 = 5;
+
+/// Latency percentiles at half of each contestant's own measured peak.
+/// wrk paced by its `delay()` hook: closed loop (each connection waits
+/// PACE_MS after a response, then sends the next), so not open-loop like
+/// wrk2; the achieved rate is shown next to the percentiles.
+fn latency(cs: &mut [Contestant], dir: &Path, s: &Settings, peak: &Figure) -> Vec<Figure> {
+    let mut rate = Figure::new(
+        "paced_rps",
+        format!(
+            "paced load at ½ of own peak: achieved req/s (wrk, {PACE_MS} ms pause per connection, connections tuned per round)"
+        ),
+        Unit::PerSec,
+        None,
+    );
+    let mut p50 = Figure::new(
+        "paced_p50",
+        "latency p50 at ½ peak, 64 B",
+        Unit::Millis,
+        None,
+    );
+    let mut p99 = Figure::new(
+        "paced_p99",
+        "latency p99 at ½ peak, 64 B",
+        Unit::Millis,
+        goal("haproxy", 1.0, false),
+    );
+    let mut p999 = Figure::new(
+        "paced_p999",
+        "latency p99.9 at ½ peak, 64 B",
+        Unit::Millis,
+        None,
+    );
+    let host = format!("Host: {HOST}");
+    // Connections per contestant, corrected after each round towards the
+    // target rate (rate ≈ conns / (pause + latency)).
+    let mut conns_of: std::collections::BTreeMap<&'static str, f64> = Default::default();
+    rounds(cs, s.runs, |round, c| {
+        let Some(peak) = peak.median(c.id()) else {
+            for f in [&mut rate, &mut p50, &mut p99, &mut p999] {
+                f.record(c.id(), round, Err("no peak figure".into()));
+            }
+            return;
+        };
+        let target = peak / 2.0;
+        let guess = conns_of
+            .entry(c.id())
+            .or_insert(target * f64::from(PACE_MS + 1) / 1000.0);
+        let conns = guess.round().clamp(1.0, 1000.0) as u32;
+        let url = http_url(c, "/64");
+        let w = Wrk {
+            url: &url,
+            connections: conns,
+            seconds: s.seconds,
+            headers: &[&host],
+            delay_ms: PACE_MS,
+        };
+        match wrk(dir, &w) {
+            Ok(r) => {
+                eprintln!(
+                    "  paced round {round} {}: {conns} conns, {:.0} req/s (target {target:.0}), p99 {} µs",
+                    c.id(),
+                    r.rps(),
+                    r.p99_us
+                );
+                *guess = f64::from(conns) * target / r.rps().max(1.0);
+                rate.record(c.id(), round, Ok(r.rps()));
+                p50.record(c.id(), round, Ok(r.p50_us / 1000.0));
+                p99.record(c.id(), round, Ok(r.p99_us / 1000.0));
+                p999.record(c.id(), round, Ok(r.p999_us / 1000.0));
+            }
+            Err(e) => {
+                for f in [&mut rate, &mut p50, &mut p99, &mut p999] {
+                    f.record(c.id(), round, Err(format!("{e:#}")));
+                }
+            }
+        }
+    });
+    vec![rate, p50, p99, p999]
+}
+
+/// One `GET path` over `stream`: status and body length.
+pub fn get(stream: &mut TcpStream, path: &str) -> Result<(u16, usize), String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    read_response(stream)
+}
+
+fn read_response(stream: &mut TcpStream) -> Result<(u16, usize), String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed before the response head".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(|| format!("no Content-Length: {head:?}"))?;
+    while buf.len() < head_end + len {
+        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed in the body".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, len))
+}
+
+/// Open `n` keep-alive connections, one request each, left idle: RSS of
+/// the proxy's worker processes after minus before, per connection.
+fn idle_memory(c: &Contestant, n: usize) -> Result<f64, String> {
+    if c.kind == Kind::Direct {
+        return Err("no proxy".into());
+    }
+    let pids = c.worker_pids();
+    let rss = |pids: &[u32]| -> Result<u64, String> {
+        pids.iter()
+            .map(|&p| rss_bytes(p).ok_or_else(|| format!("no VmRSS for {p}")))
+            .sum()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss(&pids)?;
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
+            .map_err(|e| format!("connect #{}: {e}", conns.len()))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        conns.push(s);
+    }
+    for s in conns.iter_mut() {
+        s.write_all(format!("GET /64 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    for s in conns.iter_mut() {
+        match read_response(s)? {
+            (200, _) => {}
+            (st, _) => return Err(format!("status {st}")),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss(&pids)?;
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(300));
+    Ok((after as f64 - before as f64) / n as f64)
+}
+
+/// Each measurement on a freshly started instance of the contestant (warmed
+/// by one request), so memory kept from earlier loads or rounds is not
+/// reused and hidden.
+fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Figure {
+    let mut f = Figure::new(
+        "idle_conn_rss",
+        format!(
+            "RSS per idle keep-alive connection (N={}, worker processes, after − before)",
+            s.idle_conns
+        ),
+        Unit::Bytes,
+        goal("nginx", 0.5, false),
+    );
+    rounds(cs, s.runs, |round, c| {
+        let r = if c.kind == Kind::Direct {
+            Err("no proxy".to_string())
+        } else {
+            Contestant::start(c.kind, env, portier)
+                .map_err(|e| format!("restart: {e:#}"))
+                .and_then(|fresh| {
+                    let mut s0 = TcpStream::connect_timeout(&fresh.http, Duration::from_secs(5))
+                        .map_err(|e| e.to_string())?;
+                    get(&mut s0, "/64")?;
+                    drop(s0);
+                    idle_memory(&fresh, s.idle_conns)
+                })
+        };
+        eprintln!("  idle_conn_rss round {round} {}: {r:?}", c.id());
+        f.record(c.id(), round, r);
+    });
+    f
+}
+
+/// Every figure of the main table.
+pub fn run_all(cs: &mut [Contestant], env: &Env, portier: &Path, s: &Settings) -> Vec<Figure> {
+    let dir = env.path();
+    let mut figs = Vec::new();
+    eprintln!("portier-bench: HTTP/1.1 keep-alive, 64 B");
+    figs.extend(h1(cs, dir, s, "/64", "64 B", true));
+    eprintln!("portier-bench: HTTP/1.1 keep-alive, 16 KiB");
+    figs.extend(h1(cs, dir, s, "/16k", "16 KiB", false));
+    eprintln!("portier-bench: HTTPS keep-alive and handshakes");
+    figs.extend(tls(cs, dir, s));
+    eprintln!("portier-bench: HTTP/2");
+    figs.push(http2(cs, s));
+    eprintln!("portier-bench: latency at half of the peak");
+    let peak = figs[0].clone();
+    figs.extend(latency(cs, dir, s, &peak));
+    eprintln!("portier-bench: memory per idle connection");
+    figs.push(memory(cs, s, env, portier));
+    figs
+}
+
+/// Smoke: every contestant answers one HTTP/1.1 request, and one HTTP/2
+/// request over TLS where it has a TLS listener.
+pub fn smoke(cs: &mut [Contestant]) -> Vec<Figure> {
+    let mut h1 = Figure::new(
+        "smoke_h1",
+        "smoke: HTTP/1.1 GET /64, body bytes",
+        Unit::Count,
+        None,
+    );
+    let mut h2 = Figure::new(
+        "smoke_h2",
+        "smoke: HTTP/2 over TLS GET /64, requests succeeded",
+        Unit::Count,
+        None,
+    );
+    for c in cs.iter_mut() {
+        let r = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+            .and_then(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                get(&mut s, "/64")
+            })
+            .and_then(|(st, len)| {
+                if st == 200 {
+                    Ok(len as f64)
+                } else {
+                    Err(format!("status {st}"))
+                }
+            });
+        h1.record(c.id(), 0, r);
+        let r = match c.https {
+            Some(addr) => h2load(&format!("https://{addr}/64"), 1, 1, 1.0, Some(1))
+                .map(|r| r.succeeded as f64)
+                .map_err(|e| format!("{e:#}")),
+            None => Err(c.no_tls.clone().unwrap_or_default()),
+        };
+        h2.record(c.id(), 0, r);
+    }
+    vec![h1, h2]
+}
+
+/// Column order of the main table.
+pub fn columns() -> Vec<&'static str> {
+    Kind::ALL.iter().map(|k| k.id()).collect()
+}
+
+/// The main table's address of a contestant (for the context lines).
+pub fn describe(c: &Contestant) -> String {
+    let tls = c
+        .https
+        .map(|a: SocketAddr| format!(", https {a}"))
+        .unwrap_or_default();
+    format!("{} (http {}{tls})", c.version, c.http)
+}
