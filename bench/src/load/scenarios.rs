@@ -381,20 +381,13 @@ fn idle_memory(c: &Contestant, n: usize) -> Result<f64, String> {
     std::thread::sleep(Duration::from_millis(300));
     let before = rss(&pids)?;
     let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
-            .map_err(|e| format!("connect #{}: {e}", conns.len()))?;
+    for i in 0..n {
+        let mut s = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
+            .map_err(|e| format!("connect #{i}: {e}"))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        conns.push(s);
-    }
-    for s in conns.iter_mut() {
-        s.write_all(format!("GET /64 HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-            .map_err(|e| e.to_string())?;
-    }
-    for s in conns.iter_mut() {
-        match read_response(s)? {
-            (200, _) => {}
-            (st, _) => return Err(format!("status {st}")),
+        match get(&mut s, "/64").map_err(|e| format!("request #{i}: {e}"))? {
+            (200, _) => conns.push(s),
+            (st, _) => return Err(format!("request #{i}: status {st}")),
         }
     }
     std::thread::sleep(Duration::from_millis(500));
@@ -402,6 +395,27 @@ fn idle_memory(c: &Contestant, n: usize) -> Result<f64, String> {
     drop(conns);
     std::thread::sleep(Duration::from_millis(300));
     Ok((after as f64 - before as f64) / n as f64)
+}
+
+/// Until a fresh instance answers 200 (Portier answers 503 until its first
+/// health probe of the backend succeeded), at most 10 s.
+fn warm_up(c: &Contestant) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+            .and_then(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                get(&mut s, "/64")
+            });
+        match r {
+            Ok((200, _)) => return Ok(()),
+            other if std::time::Instant::now() > deadline => {
+                return Err(format!("fresh instance not answering 200: {other:?}"));
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
 }
 
 /// Each measurement on a freshly started instance of the contestant (warmed
@@ -424,10 +438,7 @@ fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Fig
             Contestant::start(c.kind, env, portier)
                 .map_err(|e| format!("restart: {e:#}"))
                 .and_then(|fresh| {
-                    let mut s0 = TcpStream::connect_timeout(&fresh.http, Duration::from_secs(5))
-                        .map_err(|e| e.to_string())?;
-                    get(&mut s0, "/64")?;
-                    drop(s0);
+                    warm_up(&fresh)?;
                     idle_memory(&fresh, s.idle_conns)
                 })
         };
