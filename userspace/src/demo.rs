@@ -18,7 +18,7 @@
 //! | `/bytes/<n>[?chunked=1]`              | `200 text/plain`, exactly `n` bytes of `abc...xyzabc...`; chunked in 16 KiB chunks with `chunked=1` |
 //! | `/status/<code>`                      | that status (200..=599), body `<code> <reason>\n` (none for 204/304) |
 //! | `/slow/<ms>`                          | the echo, after sleeping `ms` milliseconds |
-//! | `/sse?events=<n>&interval_ms=<ms>`    | `text/event-stream`, chunked, events `data: 0\n\n` .. `data: n-1\n\n`, one chunk each, `ms` apart (defaults 5 and 100) |
+//! | `/sse?events=<n>&interval_ms=<ms>[&type=text/plain]` | `text/event-stream` (or the given listed type), chunked, events `data: 0\n\n` .. `data: n-1\n\n`, one chunk each, `ms` apart (defaults 5 and 100) |
 //! | `/ws`                                 | WebSocket echo (RFC 6455), messages up to 1 MiB |
 //! | `/close`                              | the echo with `Connection: close`, then the connection closes |
 //!
@@ -216,10 +216,17 @@ struct BodySummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     Echo,
-    Bytes { n: u64, chunked: bool },
+    Bytes {
+        n: u64,
+        chunked: bool,
+    },
     Status(u16),
     Slow(u64),
-    Sse { events: u64, interval_ms: u64 },
+    Sse {
+        events: u64,
+        interval_ms: u64,
+        content_type: &'static str,
+    },
     WebSocket,
     Close,
     BadRequest(&'static str),
@@ -255,6 +262,13 @@ impl Route {
                 (Ok(events), Ok(interval_ms)) => Route::Sse {
                     events,
                     interval_ms,
+                    // A listed type makes the stream compressible (tests
+                    // check gzip still delivers it incrementally).
+                    content_type: match param("type") {
+                        Some("text/plain") => "text/plain",
+                        Some("application/json") => "application/json",
+                        _ => "text/event-stream",
+                    },
                 },
                 _ => Route::BadRequest("/sse: events and interval_ms must be numbers"),
             }
@@ -428,7 +442,8 @@ impl Conn<'_> {
             Route::Sse {
                 events,
                 interval_ms,
-            } => self.send_sse(head, events, interval_ms, close),
+                content_type,
+            } => self.send_sse(head, events, interval_ms, content_type, close),
         }
     }
 
@@ -537,11 +552,12 @@ impl Conn<'_> {
         head: &RequestHead,
         events: u64,
         interval_ms: u64,
+        content_type: &str,
         close: bool,
     ) -> io::Result<Next> {
         let framing = Self::streamed(head);
         let mut out = Vec::with_capacity(256);
-        let next = self.push_head(head, 200, "text/event-stream", framing, close, &mut out);
+        let next = self.push_head(head, 200, content_type, framing, close, &mut out);
         self.stream.write_all(&out)?;
         if head.is_head() {
             return Ok(next);
@@ -1231,7 +1247,8 @@ mod tests {
             Route::parse("/sse"),
             Route::Sse {
                 events: 5,
-                interval_ms: 100
+                interval_ms: 100,
+                content_type: "text/event-stream"
             }
         );
         assert!(matches!(Route::parse("/bytes/x"), Route::BadRequest(_)));

@@ -25,6 +25,8 @@ pub struct App {
     /// `Strict-Transport-Security` value for HTTPS responses, when forced.
     pub hsts: Option<String>,
     pub sticky: Option<Arc<crate::sticky::Sticky>>,
+    /// Gzip eligible responses for clients that accept it.
+    pub compress: bool,
     /// What the balancer was built from: a reload keeps the balancer (and
     /// its in-flight counts and quarantine state) when this is unchanged.
     balancer_key: String,
@@ -54,6 +56,8 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<Cidr>,
     pub public_http_port: u16,
     pub public_https_port: u16,
+    pub gzip_min_size: u64,
+    pub gzip_level: u32,
 }
 
 impl Snapshot {
@@ -105,6 +109,7 @@ impl Snapshot {
                 canonical: a.canonical_domain.as_deref().and_then(normalize_host),
                 force_https: a.force_https,
                 hsts: a.force_https.then(|| format!("max-age={}", a.hsts_max_age)),
+                compress: a.compress,
                 sticky: a.sticky_sessions.then(|| {
                     Arc::new(crate::sticky::Sticky::new(
                         &a.name,
@@ -140,6 +145,8 @@ impl Snapshot {
             trusted_proxies: config.server.trusted_proxies.clone(),
             public_http_port: config.server.public_http_port,
             public_https_port: config.server.public_https_port,
+            gzip_min_size: config.server.gzip_min_size,
+            gzip_level: config.server.gzip_level,
         }
     }
 

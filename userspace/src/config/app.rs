@@ -20,6 +20,9 @@ pub struct AppSettings {
     /// Plain-HTTP requests get a 301 to https://; HTTPS responses carry HSTS.
     #[serde(default)]
     pub force_https: bool,
+    /// Gzip text responses for clients that accept it (SPEC §3 Compression).
+    #[serde(default = "default_true")]
+    pub compress: bool,
     /// Bind each client to a backend with a cookie (off by default).
     #[serde(default)]
     pub sticky_sessions: bool,
@@ -43,6 +46,9 @@ pub struct AppSettings {
     pub quarantine_max_ms: u64,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_sticky_cookie() -> String {
     "portier_sticky".into()
 }

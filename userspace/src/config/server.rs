@@ -28,6 +28,10 @@ pub struct ServerSettings {
     /// set the same on every node of a region. Default: random per process
     /// (cookies are re-issued after a restart).
     pub sticky_secret: Option<String>,
+    /// Responses with a known length below this are not compressed.
+    pub gzip_min_size: u64,
+    /// gzip level, 1 (fast) to 9 (small).
+    pub gzip_level: u32,
 }
 
 impl Default for ServerSettings {
@@ -41,6 +45,8 @@ impl Default for ServerSettings {
             public_http_port: 0,
             public_https_port: 0,
             sticky_secret: None,
+            gzip_min_size: 1024,
+            gzip_level: 5,
         }
     }
 }

@@ -23,19 +23,25 @@ pub enum Conn {
 }
 
 /// One request on its way: from parsed head to the end of its response.
+/// Lives in the reactor's exchange slab; a client holds its id (one for
+/// HTTP/1.x, one per stream for HTTP/2), and so does the backend connection
+/// serving it.
 pub struct Exchange {
+    pub client: Token,
+    /// HTTP/2 stream id; 0 for HTTP/1.x.
+    pub sid: u32,
     pub balancer: Arc<Balancer>,
     /// Encoded request head, waiting for a backend connection.
     pub head: Vec<u8>,
-    /// Request body still streaming from the client (`None`: none left).
-    pub body: Option<BodyDecoder>,
+    /// Request body still to come from the client.
+    pub body: RequestBody,
     pub is_head: bool,
     /// Safe to send again after a backend cut it before answering (RFC 9110
     /// §9.2.2 idempotent method, no body).
     pub idempotent: bool,
     pub upgrade: bool,
     pub client_version: u8,
-    /// The client connection stays open after this exchange.
+    /// The client connection stays open after this exchange (HTTP/1.x).
     pub keep_alive: bool,
     pub request_id: String,
     /// `Strict-Transport-Security` value added to the response (HTTPS, forced).
@@ -44,6 +50,8 @@ pub struct Exchange {
     pub sticky: Option<Arc<crate::sticky::Sticky>>,
     pub preferred: Option<BackendId>,
     pub secure: bool,
+    /// The client accepts gzip and the app compresses.
+    pub gzip_ok: bool,
     pub upstream: Option<Token>,
     pub backend: Option<BackendId>,
     /// Backends that failed this request (not tried again for it).
@@ -51,15 +59,54 @@ pub struct Exchange {
     pub attempts: u32,
     pub queued: bool,
     pub response_started: bool,
-    /// An HTTP/1.0 client gets a chunked response de-chunked, close-delimited.
-    pub dechunk: bool,
+    /// How response payload reaches the client.
+    pub out: OutMode,
+}
+
+/// Where the request body comes from.
+pub enum RequestBody {
+    None,
+    /// HTTP/1.x: raw bytes from the client's read buffer, validated by the decoder.
+    H1(BodyDecoder),
+    /// HTTP/2: DATA payload, already framed for the backend (raw for a known
+    /// length, chunk-encoded otherwise); `ended` once END_STREAM arrived.
+    #[allow(dead_code)] // built by the HTTP/2 stream path as it lands
+    H2 {
+        pending: Vec<u8>,
+        chunked: bool,
+        ended: bool,
+    },
+}
+
+impl RequestBody {
+    pub fn is_done(&self) -> bool {
+        match self {
+            RequestBody::None => true,
+            RequestBody::H1(_) => false,
+            RequestBody::H2 { pending, ended, .. } => *ended && pending.is_empty(),
+        }
+    }
+}
+
+/// How response body bytes are written to the client.
+pub enum OutMode {
+    /// HTTP/1.1 as received (sized or chunked framing passed through).
+    Raw,
+    /// Payload only: `chunked` re-frames it, else it is close-delimited
+    /// (HTTP/1.0) or DATA (HTTP/2).
+    Payload { chunked: bool },
+    /// Payload gzipped, then framed as for `Payload`.
+    Gzip {
+        gz: Box<crate::compress::Gzip>,
+        chunked: bool,
+    },
 }
 
 pub enum ClientState {
     /// Waiting for (the rest of) a request head.
     Idle,
-    /// A request is being served (queued, connecting, or streaming).
-    Busy(Box<Exchange>),
+    /// A request is being served (queued, connecting, or streaming): its exchange id.
+    Busy(usize),
     /// Upgraded (WebSocket): bytes flow both ways untouched.
     Tunnel(Token),
 }
@@ -95,7 +142,10 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub balancer: Arc<Balancer>,
     pub backend: BackendId,
-    pub client: Option<Token>,
+    /// The exchange being served (`None`: idle in the pool, or a tunnel).
+    pub exchange: Option<usize>,
+    /// The client of an upgraded (tunnel) connection.
+    pub tunnel_client: Option<Token>,
     pub connecting: bool,
     /// Taken from the idle pool (a failure may just be a stale connection).
     pub reused: bool,

@@ -8,9 +8,12 @@
 //! reaches it through the `ArcSwap` and the `Waker`.
 
 mod conn;
+mod exchange;
+mod h2;
 mod listener;
 mod proxy;
 mod timers;
+mod upstream;
 
 use std::io;
 use std::net::SocketAddr;

@@ -219,6 +219,16 @@ impl Conn {
         }
     }
 
+    /// Bytes up to and including `delim`.
+    pub fn read_until(&mut self, delim: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(i) = find(&self.buf, delim) {
+                return self.buf.drain(..i + delim.len()).collect();
+            }
+            assert!(self.fill(), "connection ended before {delim:?}");
+        }
+    }
+
     /// Exactly `n` bytes (buffered first, then from the socket).
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         while self.buf.len() < n {
