@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portier::config::{Cidr, Config};
 use portier::mgmt::bpf::{self, MapSet};
+use portier::mgmt::manager::Manager;
 
 #[derive(Parser)]
 #[command(
@@ -200,18 +201,20 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             ))
         });
         let mut hup = signal(SignalKind::hangup())?;
+        let manager = Arc::new(tokio::sync::Mutex::new(Manager::new(
+            path.clone(),
+            config.clone(),
+            shared.clone(),
+            xdp.take(),
+        )));
         eprintln!("portier: ready");
-        let mut current = config.clone();
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
                 _ = hup.recv() => {
-                    match reload(&path, &current, &shared, xdp.as_mut()) {
-                        Ok(new) => {
-                            current = new;
-                            eprintln!("portier: configuration reloaded");
-                        }
+                    match manager.lock().await.reload() {
+                        Ok(()) => eprintln!("portier: configuration reloaded"),
                         Err(e) => {
                             tracing::error!("configuration NOT reloaded, the previous one keeps serving: {e:#}");
                             eprintln!("portier: reload refused: {e:#}");
@@ -220,6 +223,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 }
             }
         }
+        // Detach XDP (and remove its pins) on the way out.
+        manager.lock().await.xdp.take();
         probes.abort();
         if let Some(c) = certs {
             c.abort();
@@ -230,32 +235,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     drop(xdp);
     eprintln!("portier: stopped");
     Ok(())
-}
-
-/// Load the file again and swap the new snapshot in. Apps, domains,
-/// backends, limits and the XDP policy change live; listeners, threads and
-/// TLS settings need a restart (said in the log).
-fn reload(
-    path: &std::path::Path,
-    current: &Config,
-    shared: &portier::reactor::Shared,
-    xdp: Option<&mut bpf::XdpRuntime>,
-) -> anyhow::Result<Config> {
-    let new = Config::load(path)?;
-    if new.server.http != current.server.http
-        || new.server.https != current.server.https
-        || new.server.threads != current.server.threads
-    {
-        tracing::warn!("listener and thread changes take effect at the next restart");
-    }
-    if let Some(rt) = xdp {
-        rt.update_policy(&new.xdp)
-            .context("updating the XDP maps")?;
-    }
-    let previous = shared.snapshot.load_full();
-    let snapshot = portier::snapshot::Snapshot::rebuild(&new, Some(&previous));
-    shared.snapshot.store(Arc::new(snapshot));
-    Ok(new)
 }
 
 fn xdp(command: XdpCommand) -> anyhow::Result<()> {

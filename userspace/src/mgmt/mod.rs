@@ -3,4 +3,5 @@
 
 pub mod bpf;
 pub mod certs;
+pub mod manager;
 pub mod probe;

@@ -1,0 +1,147 @@
+//! The management side's owner of the running configuration: reload from
+//! the file (SIGHUP, admin API), apply an edited configuration (admin API:
+//! validated, written back atomically, then swapped in), and the XDP
+//! runtime whose maps follow the configuration.
+//!
+//! Only the management runtime touches it (behind a tokio mutex); reactors
+//! see its effects through the snapshot `ArcSwap`, never through a lock.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::mgmt::bpf::XdpRuntime;
+use crate::reactor::Shared;
+use crate::snapshot::Snapshot;
+
+pub struct Manager {
+    pub path: PathBuf,
+    pub config: Config,
+    pub shared: Arc<Shared>,
+    pub xdp: Option<XdpRuntime>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+impl Manager {
+    pub fn new(
+        path: PathBuf,
+        config: Config,
+        shared: Arc<Shared>,
+        xdp: Option<XdpRuntime>,
+    ) -> Manager {
+        Manager {
+            path,
+            config,
+            shared,
+            xdp,
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }
+    }
+
+    /// Load the file again and swap it in. On error nothing changes.
+    pub fn reload(&mut self) -> anyhow::Result<()> {
+        let result = Config::load(&self.path)
+            .map_err(anyhow::Error::from)
+            .and_then(|new| self.swap_in(new));
+        self.count(&result);
+        result
+    }
+
+    /// Validate `new`, write it to the file (temp + fsync + rename, mode
+    /// kept), then swap it in: a restart keeps what the admin API changed.
+    pub fn apply(&mut self, new: Config, text: &str) -> anyhow::Result<()> {
+        let result = Config::parse(&self.path, text)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| write_atomically(&self.path, text.as_bytes()))
+            .and_then(|()| self.swap_in(new));
+        self.count(&result);
+        result
+    }
+
+    fn count(&self, result: &anyhow::Result<()>) {
+        match result {
+            Ok(()) => self.reloads_ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.reloads_failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Apps, domains, backends, limits and the XDP policy change live;
+    /// listeners, threads and TLS settings need a restart (said in the log).
+    fn swap_in(&mut self, new: Config) -> anyhow::Result<()> {
+        if new.server.http != self.config.server.http
+            || new.server.https != self.config.server.https
+            || new.server.threads != self.config.server.threads
+        {
+            tracing::warn!("listener and thread changes take effect at the next restart");
+        }
+        if let Some(rt) = self.xdp.as_mut() {
+            rt.update_policy(&new.xdp)
+                .context("updating the XDP maps")?;
+        }
+        let previous = self.shared.snapshot.load_full();
+        let snapshot = Snapshot::rebuild(&new, Some(&previous));
+        self.shared.snapshot.store(Arc::new(snapshot));
+        self.config = new;
+        Ok(())
+    }
+}
+
+/// Replace `path` with `bytes` so that a reader sees the old or the new file,
+/// never half of one, even across a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("config");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o600);
+    {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_keeps_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("portier-aw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
