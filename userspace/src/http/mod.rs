@@ -65,6 +65,7 @@
 pub mod error;
 pub mod forward;
 pub mod h1;
+pub mod h2;
 
 pub use error::HttpError;
 
