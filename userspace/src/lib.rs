@@ -5,6 +5,7 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod metrics;
 pub mod mgmt;
 pub mod reactor;
 pub mod router;

@@ -142,7 +142,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         None => eprintln!("portier: running without XDP"),
     }
-    let shared = portier::reactor::Shared::new(portier::snapshot::Snapshot::build(&config));
+    let shared = portier::reactor::Shared::new(
+        portier::snapshot::Snapshot::build(&config),
+        config.server.threads,
+    );
     let tls = if config.server.https.is_empty() {
         None
     } else {

@@ -4,4 +4,5 @@
 pub mod bpf;
 pub mod certs;
 pub mod manager;
+pub mod metrics;
 pub mod probe;

@@ -28,6 +28,10 @@ pub enum Conn {
 /// serving it.
 pub struct Exchange {
     pub client: Token,
+    /// When the request's first byte arrived (latency metrics, access log).
+    pub started: Instant,
+    /// Status of the response sent (0 until its head is sent).
+    pub status: u16,
     /// HTTP/2 stream id; 0 for HTTP/1.x.
     pub sid: u32,
     pub balancer: Arc<Balancer>,
@@ -128,7 +132,7 @@ pub struct Client {
     pub close_after_flush: bool,
     /// When the first byte of the current head arrived (monotonic, wall).
     pub head_started: Option<(Instant, SystemTime)>,
-    pub timer_gen: u64,
+    pub deadline: super::timers::Deadline,
 }
 
 pub enum ResponseState {
@@ -157,7 +161,7 @@ pub struct Upstream {
     pub written: u64,
     pub eof: bool,
     pub read_paused: bool,
-    pub timer_gen: u64,
+    pub deadline: super::timers::Deadline,
 }
 
 /// Outcome of draining a socket into a buffer.
@@ -168,8 +172,19 @@ pub struct ReadOutcome {
     pub paused: bool,
 }
 
-/// Read until the socket would block, hits EOF, or `buf` reaches `cap`.
-pub fn read_into(sock: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Result<ReadOutcome> {
+/// Read into `buf` until the socket would block, hits EOF, or `buf` reaches
+/// `cap`. Reads go through the reactor's `scratch` buffer, so a connection
+/// holds only the bytes it has (nothing while idle). With `drain == false` a
+/// short read ends the loop: the receive queue was empty at that moment, and
+/// new data raises a new edge — one `read` per event instead of two. When
+/// the peer may have closed (`EPOLLRDHUP`), pass `drain` to see the EOF.
+pub fn read_into(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    cap: usize,
+    scratch: &mut [u8],
+    drain: bool,
+) -> io::Result<ReadOutcome> {
     let mut total = 0;
     loop {
         if buf.len() >= cap {
@@ -179,12 +194,16 @@ pub fn read_into(sock: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Res
                 paused: true,
             });
         }
-        let start = buf.len();
-        let want = READ_CHUNK.min(cap - start).max(1);
-        buf.resize(start + want, 0);
-        match sock.read(&mut buf[start..]) {
+        let want = scratch.len().min(cap - buf.len()).max(1);
+        let Some(dst) = scratch.get_mut(..want) else {
+            return Ok(ReadOutcome {
+                bytes: total,
+                eof: false,
+                paused: false,
+            });
+        };
+        match sock.read(dst) {
             Ok(0) => {
-                buf.truncate(start);
                 return Ok(ReadOutcome {
                     bytes: total,
                     eof: true,
@@ -192,22 +211,25 @@ pub fn read_into(sock: &mut TcpStream, buf: &mut Vec<u8>, cap: usize) -> io::Res
                 });
             }
             Ok(n) => {
-                buf.truncate(start + n);
+                buf.extend_from_slice(&dst[..n]);
                 total += n;
+                if n < want && !drain {
+                    return Ok(ReadOutcome {
+                        bytes: total,
+                        eof: false,
+                        paused: false,
+                    });
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buf.truncate(start);
                 return Ok(ReadOutcome {
                     bytes: total,
                     eof: false,
                     paused: false,
                 });
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
-            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -232,10 +254,15 @@ pub fn flush(sock: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 /// Read plaintext from a client, through TLS when it has a session.
-pub fn client_read_into(c: &mut Client, cap: usize) -> io::Result<ReadOutcome> {
+pub fn client_read_into(
+    c: &mut Client,
+    cap: usize,
+    scratch: &mut [u8],
+    drain: bool,
+) -> io::Result<ReadOutcome> {
     match c.tls.as_deref_mut() {
-        None => read_into(&mut c.sock, &mut c.rbuf, cap),
-        Some(tls) => tls_read(tls, &mut c.sock, &mut c.rbuf, cap),
+        None => read_into(&mut c.sock, &mut c.rbuf, cap, scratch, drain),
+        Some(tls) => tls_read(tls, &mut c.sock, &mut c.rbuf, cap, scratch),
     }
 }
 
@@ -257,6 +284,7 @@ fn tls_read(
     sock: &mut TcpStream,
     buf: &mut Vec<u8>,
     cap: usize,
+    scratch: &mut [u8],
 ) -> io::Result<ReadOutcome> {
     let mut total = 0;
     let mut socket_eof = false;
@@ -270,12 +298,13 @@ fn tls_read(
                     paused: true,
                 });
             }
-            let start = buf.len();
-            buf.resize(start + READ_CHUNK.min(cap - start).max(1), 0);
-            match tls.reader().read(&mut buf[start..]) {
+            let want = scratch.len().min(cap - buf.len()).max(1);
+            let Some(dst) = scratch.get_mut(..want) else {
+                break;
+            };
+            match tls.reader().read(dst) {
                 Ok(0) => {
                     // close_notify: a clean end of the stream.
-                    buf.truncate(start);
                     return Ok(ReadOutcome {
                         bytes: total,
                         eof: true,
@@ -283,26 +312,19 @@ fn tls_read(
                     });
                 }
                 Ok(n) => {
-                    buf.truncate(start + n);
+                    buf.extend_from_slice(&dst[..n]);
                     total += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf.truncate(start);
-                    break;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     // TCP closed without close_notify: an end all the same.
-                    buf.truncate(start);
                     return Ok(ReadOutcome {
                         bytes: total,
                         eof: true,
                         paused: false,
                     });
                 }
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
         if socket_eof {

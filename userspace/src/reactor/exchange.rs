@@ -43,6 +43,7 @@ impl Reactor {
         body: RequestBody,
     ) -> Option<Routed> {
         let snap = self.snapshot.clone();
+        let generated_id = self.request_uuid();
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return None;
         };
@@ -63,9 +64,14 @@ impl Reactor {
             scheme: c.scheme,
             port: c.port,
             incoming_request_id: head.header("x-request-id"),
-            generated_id: uuid::Uuid::new_v4(),
+            generated_id,
             start: (since.as_secs(), since.subsec_millis()),
         });
+        let started = if sid == 0 {
+            c.head_started.map_or(self.now, |(t, _)| t)
+        } else {
+            self.now
+        };
         if sid == 0 {
             c.head_started = None;
         }
@@ -89,6 +95,8 @@ impl Reactor {
             app.compress && crate::compress::accepts_gzip(head.header_values("accept-encoding"));
         Some(Routed::Proxy(Box::new(Exchange {
             client: token,
+            started,
+            status: 0,
             sid,
             balancer: app.balancer.clone(),
             head: encoded,
@@ -333,7 +341,7 @@ impl Reactor {
                         written: 0,
                         eof: false,
                         read_paused: false,
-                        timer_gen: 0,
+                        deadline: Default::default(),
                     }));
                     self.arm(t, self.now + timeouts.connect);
                     t
@@ -458,6 +466,15 @@ impl Reactor {
         let Some(ex) = self.exchanges.try_remove(xid) else {
             return;
         };
+        self.count_response(ex.status, Some(ex.started));
+        if let Some(c) = self.counters() {
+            let proto = if ex.sid == 0 {
+                &c.http1_requests
+            } else {
+                &c.http2_requests
+            };
+            proto.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(id) = ex.backend {
             ex.balancer.release(id);
         }
@@ -479,6 +496,8 @@ impl Reactor {
                     u.exchange = None;
                     u.resp = ResponseState::Head;
                     u.reused = true;
+                    u.rbuf = Vec::new();
+                    u.wbuf = Vec::new();
                     addr = Some(u.addr);
                 }
                 if let Some(addr) = addr {
@@ -535,6 +554,7 @@ impl Reactor {
             return;
         };
         let (client, sid, started) = (ex.client, ex.sid, ex.response_started);
+        self.count_response(status, Some(ex.started));
         let close = close || !ex.body.is_done() || !ex.keep_alive;
         let (id, is_head) = (ex.request_id.clone(), ex.is_head);
         self.drop_exchange(xid);

@@ -30,15 +30,20 @@ use crate::snapshot::Snapshot;
 /// State every reactor and the management thread share.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
+    /// One shard of request counters per reactor thread (index = thread).
+    pub counters: Vec<crate::metrics::ReactorCounters>,
     /// Origin of the millisecond clock the balancers use.
     pub started: Instant,
     pub shutdown: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot) -> Arc<Shared> {
+    /// `threads`: reactor threads that will run (0 = one per CPU).
+    pub fn new(snapshot: Snapshot, threads: usize) -> Arc<Shared> {
+        let threads = effective_threads(threads);
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
+            counters: (0..threads).map(|_| Default::default()).collect(),
             started: Instant::now(),
             shutdown: AtomicBool::new(false),
         })
@@ -50,6 +55,15 @@ impl Shared {
 }
 
 const WAKER: Token = Token(usize::MAX);
+
+/// Reactor threads for a `threads` setting (0 = one per CPU).
+pub fn effective_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
 
 /// A running reactor thread.
 pub struct ReactorHandle {
@@ -79,11 +93,7 @@ pub fn spawn(
     tls: Option<Arc<rustls::ServerConfig>>,
     threads: usize,
 ) -> io::Result<Vec<ReactorHandle>> {
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = effective_threads(threads).min(shared.counters.len());
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let mut listeners = Vec::with_capacity(http.len() + https.len());
@@ -103,7 +113,7 @@ pub fn spawn(
         let thread = std::thread::Builder::new()
             .name(format!("portier-reactor-{i}"))
             .spawn(move || {
-                let mut r = match proxy::Reactor::new(poll, shared, listeners, tls) {
+                let mut r = match proxy::Reactor::new(i, poll, shared, listeners, tls) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!("reactor {i} cannot start: {e}");

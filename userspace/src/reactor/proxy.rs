@@ -23,7 +23,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::conn::{self, *};
-use super::timers::Timers;
+use super::timers::{Due, Timers};
+
+/// Seed for the request-id generator.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b) | 1
+}
 use super::{Shared, WAKER};
 use crate::http::forward::Scheme;
 use crate::http::h1::{error_response, parse_request_head};
@@ -45,6 +52,8 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 const QUEUE_TICK: Duration = Duration::from_millis(10);
 
 pub struct Reactor {
+    /// This thread's index (its shard of the counters).
+    pub(super) id: usize,
     pub(super) poll: Poll,
     pub(super) shared: Arc<Shared>,
     listeners: Vec<TcpListener>,
@@ -66,10 +75,19 @@ pub struct Reactor {
     pub(super) now: Instant,
     pub(super) wall: SystemTime,
     pub(super) snapshot: Arc<Snapshot>,
+    /// Every socket read lands here first; connections keep only what they
+    /// hold, so an idle one holds no buffer.
+    pub(super) scratch: Box<[u8]>,
+    /// The event being handled says the peer may have closed: reads drain.
+    pub(super) drain_reads: bool,
+    /// Request ids: a fast generator seeded once from the system (ids are
+    /// correlation handles, not secrets), so no syscall per request.
+    pub(super) rng: u64,
 }
 
 impl Reactor {
     pub fn new(
+        id: usize,
         poll: Poll,
         shared: Arc<Shared>,
         tagged: Vec<(TcpListener, bool)>,
@@ -87,6 +105,7 @@ impl Reactor {
             .map(|l| l.local_addr().map_or(80, |a| a.port()))
             .collect();
         Ok(Reactor {
+            id,
             poll,
             shared,
             listeners,
@@ -102,7 +121,21 @@ impl Reactor {
             now: Instant::now(),
             wall: SystemTime::now(),
             snapshot,
+            scratch: vec![0u8; READ_CHUNK * 4].into_boxed_slice(),
+            drain_reads: true,
+            rng: seed(),
         })
+    }
+
+    /// A random (version 4) UUID from the reactor's generator (wyrand).
+    pub(super) fn request_uuid(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        for half in bytes.chunks_mut(8) {
+            self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
+            let t = u128::from(self.rng) * u128::from(self.rng ^ 0xe703_7ed1_a0b4_28db);
+            half.copy_from_slice(&((t >> 64) as u64 ^ t as u64).to_le_bytes());
+        }
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
     }
 
     pub fn run(&mut self) -> io::Result<()> {
@@ -140,6 +173,21 @@ impl Reactor {
             if self.shared.shutdown.load(Ordering::Acquire) {
                 return Ok(());
             }
+        }
+    }
+
+    /// This thread's counters.
+    pub(super) fn counters(&self) -> Option<&crate::metrics::ReactorCounters> {
+        self.shared.counters.get(self.id)
+    }
+
+    /// Count a response: status class and time since the request began.
+    pub(super) fn count_response(&self, status: u16, since: Option<Instant>) {
+        if let Some(c) = self.counters() {
+            let us = since.map_or(0, |t| {
+                self.now.saturating_duration_since(t).as_micros() as u64
+            });
+            c.response(status, us);
         }
     }
 
@@ -207,10 +255,13 @@ impl Reactor {
                         read_paused: false,
                         close_after_flush: false,
                         head_started: None,
-                        timer_gen: 0,
+                        deadline: Default::default(),
                     }));
                     let at = self.now + self.snapshot.timeouts.header;
                     self.arm(token, at);
+                    if let Some(c) = self.counters() {
+                        c.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -226,36 +277,35 @@ impl Reactor {
     // ---- timers -----------------------------------------------------------
 
     pub(super) fn arm(&mut self, token: Token, at: Instant) {
-        let generation = match self.conns.get_mut(token.0) {
-            Some(Conn::Client(c)) => {
-                c.timer_gen += 1;
-                c.timer_gen
-            }
-            Some(Conn::Upstream(u)) => {
-                u.timer_gen += 1;
-                u.timer_gen
-            }
+        let deadline = match self.conns.get_mut(token.0) {
+            Some(Conn::Client(c)) => &mut c.deadline,
+            Some(Conn::Upstream(u)) => &mut u.deadline,
             None => return,
         };
-        self.timers.arm(at, token, generation);
+        self.timers.arm(deadline, at, token);
     }
 
     pub(super) fn disarm(&mut self, token: Token) {
         match self.conns.get_mut(token.0) {
-            Some(Conn::Client(c)) => c.timer_gen += 1,
-            Some(Conn::Upstream(u)) => u.timer_gen += 1,
+            Some(Conn::Client(c)) => c.deadline.at = None,
+            Some(Conn::Upstream(u)) => u.deadline.at = None,
             None => {}
         }
     }
 
     fn fire_timers(&mut self) {
-        while let Some((token, generation)) = self.timers.pop_due(self.now) {
-            match self.conns.get(token.0) {
-                Some(Conn::Client(c)) if c.timer_gen == generation => self.client_timeout(token),
-                Some(Conn::Upstream(u)) if u.timer_gen == generation => {
-                    self.upstream_timeout(token)
+        while let Some((token, popped)) = self.timers.pop_due(self.now) {
+            let (deadline, client) = match self.conns.get_mut(token.0) {
+                Some(Conn::Client(c)) => (&mut c.deadline, true),
+                Some(Conn::Upstream(u)) => (&mut u.deadline, false),
+                None => continue,
+            };
+            if let Due::Fire = self.timers.check(deadline, popped, token, self.now) {
+                if client {
+                    self.client_timeout(token);
+                } else {
+                    self.upstream_timeout(token);
                 }
-                _ => {}
             }
         }
     }
@@ -284,6 +334,12 @@ impl Reactor {
     // ---- events -----------------------------------------------------------
 
     fn on_event(&mut self, token: Token, ev: &Event) {
+        self.drain_reads = ev.is_read_closed() || ev.is_error();
+        self.on_event_inner(token, ev);
+        self.drain_reads = true;
+    }
+
+    fn on_event_inner(&mut self, token: Token, ev: &Event) {
         match self.conns.get(token.0) {
             Some(Conn::Client(_)) => {
                 if ev.is_writable() {
@@ -322,7 +378,7 @@ impl Reactor {
         };
         let was_empty = c.rbuf.is_empty();
         let mut head_began = false;
-        match client_read_into(c, cap) {
+        match client_read_into(c, cap, &mut self.scratch, self.drain_reads) {
             Ok(r) => {
                 c.eof |= r.eof;
                 c.read_paused = r.paused;
@@ -375,6 +431,10 @@ impl Reactor {
             return;
         }
         let drained_below = before >= HIGH_WATER && c.wbuf.len() < HIGH_WATER;
+        if c.wbuf.is_empty() {
+            // Nothing held while idle.
+            c.wbuf = Vec::new();
+        }
         if client_output_empty(c) && c.close_after_flush {
             self.close_client_gracefully(token);
             return;
@@ -417,6 +477,7 @@ impl Reactor {
                         return;
                     }
                     if c.rbuf.is_empty() {
+                        c.rbuf = Vec::new();
                         if c.eof {
                             // Answer what was asked, then close.
                             c.close_after_flush = true;
@@ -493,11 +554,12 @@ impl Reactor {
         id: Option<String>,
     ) {
         let header = self.snapshot.error_header.clone();
+        let fresh = self.request_uuid();
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
         let close = close || c.eof;
-        let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = id.unwrap_or_else(|| fresh.to_string());
         error_response(
             status,
             code,
@@ -506,6 +568,8 @@ impl Reactor {
             close,
             &mut c.wbuf,
         );
+        let since = c.head_started.map(|(t, _)| t);
+        self.count_response(status, since);
         self.after_plain_answer(token, close);
     }
 
@@ -534,6 +598,7 @@ impl Reactor {
         if !is_head {
             c.wbuf.extend_from_slice(body.as_bytes());
         }
+        self.count_response(301, None);
         self.after_plain_answer(token, close);
     }
 

@@ -126,7 +126,13 @@ impl Reactor {
         if !room {
             u.read_paused = true;
         } else if !u.eof {
-            match read_into(&mut u.sock, &mut u.rbuf, HIGH_WATER) {
+            match read_into(
+                &mut u.sock,
+                &mut u.rbuf,
+                HIGH_WATER,
+                &mut self.scratch,
+                self.drain_reads,
+            ) {
                 Ok(r) => {
                     u.eof |= r.eof;
                     u.read_paused = r.paused;
@@ -269,6 +275,7 @@ impl Reactor {
             return false;
         }
         ex.response_started = true;
+        ex.status = head.status;
         let backend_kind = head.body;
         if ex.gzip_ok && should_compress(&head, ex.is_head, min_size) {
             rewrite_head(&mut head);

@@ -30,6 +30,8 @@ pub struct Backend {
     backoff_ms: AtomicU64,
     /// A probe is under way (only one at a time).
     probing: AtomicBool,
+    /// Draining: no new requests; in-flight ones finish.
+    draining: AtomicBool,
     /// Probes made since the backend entered quarantine (metrics).
     pub probes: AtomicU64,
 }
@@ -41,6 +43,10 @@ impl Backend {
 
     pub fn is_quarantined(&self) -> bool {
         self.quarantined_until.load(Ordering::Acquire) != 0
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 
@@ -83,6 +89,7 @@ impl Balancer {
                     quarantined_until: AtomicU64::new(0),
                     backoff_ms: AtomicU64::new(quarantine_initial_ms),
                     probing: AtomicBool::new(false),
+                    draining: AtomicBool::new(false),
                     probes: AtomicU64::new(0),
                 })
                 .collect(),
@@ -114,7 +121,7 @@ impl Balancer {
         for i in 0..n {
             let id = BackendId((start + i) % n);
             let b = &self.backends[id.0];
-            if b.is_quarantined() || avoid.contains(&id) {
+            if b.is_quarantined() || b.is_draining() || avoid.contains(&id) {
                 continue;
             }
             any_healthy = true;
@@ -139,7 +146,7 @@ impl Balancer {
     /// sessions); `None` sends the caller back to `pick`.
     pub fn pick_exactly(&self, id: BackendId) -> Option<BackendId> {
         let b = self.backends.get(id.0)?;
-        if b.is_quarantined() {
+        if b.is_quarantined() || b.is_draining() {
             return None;
         }
         b.in_flight
@@ -148,6 +155,18 @@ impl Balancer {
             })
             .ok()
             .map(|_| id)
+    }
+
+    /// Stop (or resume) sending new requests to a backend; in-flight
+    /// requests finish. `false` when there is no such backend.
+    pub fn set_draining(&self, addr: SocketAddr, draining: bool) -> bool {
+        match self.backends.iter().find(|b| b.addr == addr) {
+            Some(b) => {
+                b.draining.store(draining, Ordering::Release);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Give back the slot `pick` took.
@@ -316,6 +335,19 @@ mod tests {
         b.probe_result(due[0], true, 11100);
         assert!(!b.backends()[0].is_quarantined());
         assert_eq!(b.backoff_ms(BackendId(0)), Some(1000), "backoff reset");
+    }
+
+    #[test]
+    fn draining_backends_get_no_new_requests() {
+        let a = addrs(2);
+        let b = Balancer::new(&a, 10, 50, 1000, 4000);
+        assert!(b.set_draining(a[0], true));
+        for _ in 0..4 {
+            assert_eq!(b.pick(&[]), Pick::Backend(BackendId(1)));
+        }
+        assert_eq!(b.pick_exactly(BackendId(0)), None);
+        assert!(b.set_draining(a[0], false));
+        assert!(!b.set_draining("127.0.0.1:1".parse().unwrap(), true));
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! Prometheus text exposition (format 0.0.4) of the running node, rendered
+//! on scrape from the shared state: balancer atomics, per-reactor counters
+//! summed, XDP per-CPU counters summed, reload counts. No lock is taken on
+//! the request path; the scrape only reads atomics and BPF maps.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::mgmt::manager::Manager;
+
+/// Escape a label value (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(manager: &Manager) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let snapshot = manager.shared.snapshot.load_full();
+
+    let _ = writeln!(
+        out,
+        "# HELP portier_backend_up 1 when the backend is in rotation, 0 when quarantined."
+    );
+    let _ = writeln!(out, "# TYPE portier_backend_up gauge");
+    for app in &snapshot.apps {
+        for b in app.balancer.backends() {
+            let _ = writeln!(
+                out,
+                "portier_backend_up{{app=\"{}\",backend=\"{}\"}} {}",
+                label(&app.name),
+                b.addr,
+                u8::from(!b.is_quarantined())
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_backend_draining 1 when the backend gets no new requests."
+    );
+    let _ = writeln!(out, "# TYPE portier_backend_draining gauge");
+    for app in &snapshot.apps {
+        for b in app.balancer.backends() {
+            let _ = writeln!(
+                out,
+                "portier_backend_draining{{app=\"{}\",backend=\"{}\"}} {}",
+                label(&app.name),
+                b.addr,
+                u8::from(b.is_draining())
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_backend_in_flight Requests a backend is serving now."
+    );
+    let _ = writeln!(out, "# TYPE portier_backend_in_flight gauge");
+    for app in &snapshot.apps {
+        for b in app.balancer.backends() {
+            let _ = writeln!(
+                out,
+                "portier_backend_in_flight{{app=\"{}\",backend=\"{}\"}} {}",
+                label(&app.name),
+                b.addr,
+                b.in_flight()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_backend_probes_total Quarantine probes made."
+    );
+    let _ = writeln!(out, "# TYPE portier_backend_probes_total counter");
+    for app in &snapshot.apps {
+        for b in app.balancer.backends() {
+            let _ = writeln!(
+                out,
+                "portier_backend_probes_total{{app=\"{}\",backend=\"{}\"}} {}",
+                label(&app.name),
+                b.addr,
+                b.probes.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_queue_depth Requests waiting for a backend, per app."
+    );
+    let _ = writeln!(out, "# TYPE portier_queue_depth gauge");
+    for app in &snapshot.apps {
+        let _ = writeln!(
+            out,
+            "portier_queue_depth{{app=\"{}\"}} {}",
+            label(&app.name),
+            app.balancer.queue_depth()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_reloads_total Configuration reloads by result."
+    );
+    let _ = writeln!(out, "# TYPE portier_reloads_total counter");
+    let _ = writeln!(
+        out,
+        "portier_reloads_total{{result=\"ok\"}} {}",
+        manager.reloads_ok.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "portier_reloads_total{{result=\"failed\"}} {}",
+        manager.reloads_failed.load(Ordering::Relaxed)
+    );
+    if let Some(xdp) = &manager.xdp
+        && let Ok(stats) = xdp.maps().stats()
+    {
+        let _ = writeln!(
+            out,
+            "# HELP portier_xdp_packets_total Packets seen by the XDP program, by verdict reason."
+        );
+        let _ = writeln!(out, "# TYPE portier_xdp_packets_total counter");
+        for r in &stats.reasons {
+            let _ = writeln!(
+                out,
+                "portier_xdp_packets_total{{reason=\"{}\",action=\"{}\"}} {}",
+                r.reason, r.action, r.packets
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP portier_xdp_bytes_total Bytes seen by the XDP program, by verdict reason."
+        );
+        let _ = writeln!(out, "# TYPE portier_xdp_bytes_total counter");
+        for r in &stats.reasons {
+            let _ = writeln!(
+                out,
+                "portier_xdp_bytes_total{{reason=\"{}\",action=\"{}\"}} {}",
+                r.reason, r.action, r.bytes
+            );
+        }
+    }
+    crate::metrics::render_reactor_counters(&manager.shared, &mut out);
+    out
+}
