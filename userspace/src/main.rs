@@ -130,6 +130,8 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
+    // Token and listeners first: a bad token file stops us before anything runs.
+    let admin = portier::mgmt::admin::Admin::bind(config.admin.as_ref())?;
     let mut xdp = bpf::start(&config.xdp)?;
     match &xdp {
         Some(rt) => {
@@ -210,6 +212,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             shared.clone(),
             xdp.take(),
         )));
+        let admin = admin.map(|a| {
+            for endpoint in a.endpoints() {
+                eprintln!("portier: admin API on {endpoint}");
+            }
+            tokio::spawn(a.serve(manager.clone()))
+        });
         eprintln!("portier: ready");
         loop {
             tokio::select! {
@@ -229,6 +237,9 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         // Detach XDP (and remove its pins) on the way out.
         manager.lock().await.xdp.take();
         probes.abort();
+        if let Some(a) = admin {
+            a.abort();
+        }
         if let Some(c) = certs {
             c.abort();
         }

@@ -2,8 +2,10 @@
 //!
 //! `setup` installs what the build and tests need (idempotent, seconds when
 //! nothing is missing); `build`, `run`, `test`, `fuzz`, `bench` build on it;
-//! `xdp …` drives a running portier through its pinned maps.
+//! `xdp …` drives a running portier through its pinned maps; `apps`,
+//! `domains`, `backends`, `certs`, `reload`, `stats` drive its admin API.
 
+mod admin;
 mod bench_load;
 mod setup;
 
@@ -52,6 +54,40 @@ enum Cmd {
         #[command(subcommand)]
         what: Option<bench_load::BenchCmd>,
     },
+    /// Apps of the running portier: domains, backends and their state, settings (admin API).
+    Apps {
+        #[command(flatten)]
+        conn: admin::Conn,
+    },
+    /// Attach or detach a domain: domains add|rm APP DOMAIN (admin API).
+    Domains {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::DomainCmd,
+    },
+    /// Add, remove, drain or undrain a backend: backends add|rm|drain|undrain APP ADDR (admin API).
+    Backends {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::BackendCmd,
+    },
+    /// Certificates in the certificate directory, with expiry (admin API).
+    Certs {
+        #[command(flatten)]
+        conn: admin::Conn,
+    },
+    /// Reload the configuration file (admin API).
+    Reload {
+        #[command(flatten)]
+        conn: admin::Conn,
+    },
+    /// Queue depth, in-flight requests, backend states, reload counts (admin API).
+    Stats {
+        #[command(flatten)]
+        conn: admin::Conn,
+    },
     /// Operate the XDP program of a running portier.
     Xdp {
         /// stats [--json] | block CIDR | unblock CIDR | blocklist [--json]
@@ -74,6 +110,12 @@ fn main() -> ExitCode {
         Cmd::Bench { what: None } => bench(),
         Cmd::Bench { what: Some(cmd) } => bench_load::run(&cmd),
         Cmd::Xdp { args } => xdp(&args),
+        Cmd::Apps { conn } => admin::apps(&conn),
+        Cmd::Domains { conn, cmd } => admin::domains(&conn, &cmd),
+        Cmd::Backends { conn, cmd } => admin::backends(&conn, &cmd),
+        Cmd::Certs { conn } => admin::certs(&conn),
+        Cmd::Reload { conn } => admin::reload(&conn),
+        Cmd::Stats { conn } => admin::stats(&conn),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,10 @@
 //! rest of the program only ever sees a validated [`Config`]. Unknown keys are
 //! errors, not warnings: a typo must not silently fall back to a default.
 
+pub mod admin;
 pub mod app;
 pub mod cidr;
+pub mod edit;
 pub mod server;
 pub mod xdp;
 
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use admin::AdminSettings;
 pub use app::AppSettings;
 pub use cidr::Cidr;
 pub use server::{LimitSettings, ServerSettings, TlsSettings};
@@ -33,6 +36,9 @@ pub struct Config {
     pub apps: Vec<AppSettings>,
     #[serde(default)]
     pub xdp: XdpSettings,
+    /// The admin API; absent = off.
+    #[serde(default)]
+    pub admin: Option<AdminSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
