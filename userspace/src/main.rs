@@ -158,8 +158,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 config.tls.cert_dir.display()
             );
         }
-        // HTTP/2 is offered once the reactor speaks it (tls.http2).
-        let alpn: &[&[u8]] = &[b"http/1.1"];
+        let alpn: &[&[u8]] = if config.tls.http2 {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
         Some(Arc::new(
             portier::tls::Tls::new(store, alpn).context("building the TLS configuration")?,
         ))

@@ -18,8 +18,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "build-essential",
     // XDP tests: network namespaces and veth pairs.
     "iproute2",
-    // Demo and integration tests.
+    // Demo and integration tests: clients (curl, nghttp, h2load, openssl
+    // s_client) and frame-level HTTP/2 attacks (Debian's python3 + hpack).
     "curl",
+    "nghttp2-client",
+    "openssl",
+    "python3-h2",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -65,6 +65,12 @@ pub struct Exchange {
     pub response_started: bool,
     /// How response payload reaches the client.
     pub out: OutMode,
+    /// HTTP/2: response bytes ready for DATA frames but over the stream's
+    /// send window (sent first when capacity comes back).
+    pub h2_stash: Vec<u8>,
+    /// HTTP/2: request payload received but not yet credited back to the
+    /// client (WINDOW_UPDATE follows forwarding: request backpressure).
+    pub h2_unreleased: usize,
 }
 
 /// Where the request body comes from.
@@ -74,7 +80,6 @@ pub enum RequestBody {
     H1(BodyDecoder),
     /// HTTP/2: DATA payload, already framed for the backend (raw for a known
     /// length, chunk-encoded otherwise); `ended` once END_STREAM arrived.
-    #[allow(dead_code)] // built by the HTTP/2 stream path as it lands
     H2 {
         pending: Vec<u8>,
         chunked: bool,
@@ -113,6 +118,14 @@ pub enum ClientState {
     Busy(usize),
     /// Upgraded (WebSocket): bytes flow both ways untouched.
     Tunnel(Token),
+    /// HTTP/2: the connection machine and its streams' exchanges.
+    H2(Box<H2Client>),
+}
+
+pub struct H2Client {
+    pub conn: crate::http::h2::ServerConn,
+    /// Stream id → exchange id.
+    pub streams: std::collections::HashMap<u32, usize>,
 }
 
 pub struct Client {
@@ -130,6 +143,8 @@ pub struct Client {
     /// Reading stopped at a buffer limit; must be resumed explicitly.
     pub read_paused: bool,
     pub close_after_flush: bool,
+    /// The TLS handshake was seen complete (counted, protocol chosen).
+    pub handshake_seen: bool,
     /// When the first byte of the current head arrived (monotonic, wall).
     pub head_started: Option<(Instant, SystemTime)>,
     pub deadline: super::timers::Deadline,

@@ -126,6 +126,8 @@ impl Reactor {
             queued: false,
             response_started: false,
             out: OutMode::Raw,
+            h2_stash: Vec::new(),
+            h2_unreleased: 0,
         })))
     }
 

@@ -255,6 +255,7 @@ impl Reactor {
                         read_paused: false,
                         close_after_flush: false,
                         head_started: None,
+                        handshake_seen: false,
                         deadline: Default::default(),
                     }));
                     let at = self.now + self.snapshot.timeouts.header;
@@ -314,17 +315,28 @@ impl Reactor {
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
-        match c.state {
+        match &mut c.state {
+            ClientState::H2(h) => {
+                // Idle HTTP/2 connection: say goodbye. Busy streams have
+                // their own backend deadlines.
+                if h.streams.is_empty() {
+                    h.conn.goaway(false);
+                    c.close_after_flush = true;
+                    self.h2_flush(token);
+                }
+            }
             ClientState::Idle if c.head_started.is_some() || !c.rbuf.is_empty() => {
                 self.respond_error_plain(token, HEADER_TIMEOUT, true, None);
             }
             ClientState::Idle => self.close_client(token),
             ClientState::Busy(xid) => {
+                let xid = *xid;
                 if self.exchanges.get(xid).is_some_and(|ex| ex.queued) {
                     self.fail_exchange(xid, QUEUE_TIMEOUT, false);
                 }
             }
             ClientState::Tunnel(up) => {
+                let up = *up;
                 self.close_upstream(up);
                 self.close_client(token);
             }
@@ -445,6 +457,10 @@ impl Reactor {
                 ClientState::Busy(xid) => self.exchanges.get(xid).and_then(|ex| ex.upstream),
                 ClientState::Tunnel(up) => Some(up),
                 ClientState::Idle => None,
+                ClientState::H2(_) => {
+                    self.h2_resume_paused(token);
+                    None
+                }
             };
             if let Some(up) = up
                 && matches!(self.conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused)
@@ -467,11 +483,16 @@ impl Reactor {
 
     /// Advance the client's state machine with what is buffered.
     pub(super) fn client_progress(&mut self, token: Token) {
+        self.after_handshake(token);
         loop {
             let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
                 return;
             };
             match c.state {
+                ClientState::H2(_) => {
+                    self.h2_progress(token);
+                    return;
+                }
                 ClientState::Idle => {
                     if c.close_after_flush {
                         return;
@@ -633,6 +654,7 @@ impl Reactor {
         match c.state {
             ClientState::Busy(xid) => self.drop_exchange(xid),
             ClientState::Tunnel(up) => self.close_upstream(up),
+            ClientState::H2(h) => self.h2_drop_all(*h),
             ClientState::Idle => {}
         }
     }

@@ -154,7 +154,10 @@ impl Reactor {
         let client = match (u.exchange, u.tunnel_client) {
             (_, Some(c)) => c,
             (Some(xid), None) => match self.exchanges.get(xid) {
-                Some(ex) if ex.sid != 0 => return self.h2_stream_room(ex.client, ex.sid),
+                // Before the response head, only the head is read: always room.
+                Some(ex) if ex.sid != 0 && ex.response_started => {
+                    return self.h2_stream_room(ex.client, ex.sid);
+                }
                 Some(ex) => ex.client,
                 None => return true,
             },

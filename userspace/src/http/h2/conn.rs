@@ -885,10 +885,13 @@ impl ServerConn {
     /// the connection holds DATA up to `max_send_buffer` and reaction
     /// frames up to `max_pending_control`.
     pub fn poll_output(&mut self, out: &mut Vec<u8>) {
+        // Queued frames first: the server's SETTINGS must open the
+        // connection (RFC 9113 §3.4) even when credit was released before
+        // the first output was taken.
+        out.append(&mut self.out);
         if !matches!(self.state, ConnState::Failed(_)) {
             self.flush_credit(out);
         }
-        out.append(&mut self.out);
         self.pending_control = 0;
         if !matches!(self.state, ConnState::Failed(_)) {
             self.wake_blocked();

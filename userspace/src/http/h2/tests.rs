@@ -242,6 +242,39 @@ fn first_output_is_settings_then_connection_window_update() {
 }
 
 #[test]
+fn settings_open_the_connection_even_if_credit_is_released_first() {
+    // The proxy may forward request DATA (and release its credit) before it
+    // takes the first output: SETTINGS must still come first (§3.4).
+    let mut conn = ServerConn::new(H2Settings::default(), Limits::default());
+    let now = Instant::now();
+    let mut input = frame::PREFACE.to_vec();
+    input.extend(raw(kind::SETTINGS, 0, 0, &[]));
+    let head = lit_block(&[
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", "a.test"),
+        (":path", "/"),
+    ]);
+    input.extend(raw(kind::HEADERS, flag::END_HEADERS, 1, &head));
+    input.extend(raw(kind::DATA, 0, 1, &[7u8; 1000]));
+    assert_eq!(conn.handle_input(&input, now), input.len());
+    while conn.poll_event().is_some() {}
+    conn.release_capacity(StreamId(1), 1000);
+    let mut out = Vec::new();
+    conn.poll_output(&mut out);
+    let frames = parse_frames(&out);
+    assert_eq!(
+        frames.first().map(|f| (f.kind, f.flags)),
+        Some((kind::SETTINGS, 0))
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 1)
+    );
+}
+
+#[test]
 fn preface_may_arrive_in_pieces() {
     let mut conn = ServerConn::new(H2Settings::default(), Limits::default());
     let now = Instant::now();

