@@ -345,7 +345,7 @@ fn test(unprivileged: bool, fuzz_seconds: u64) -> anyhow::Result<()> {
 }
 
 /// Every fuzz target (fuzz/fuzz_targets/*.rs); the suite runs each briefly.
-const FUZZ_TARGETS: &[&str] = &["classify", "h1"];
+const FUZZ_TARGETS: &[&str] = &["classify", "h1", "h2"];
 
 fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
     setup::cargo_fuzz()?;

@@ -24,6 +24,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "nghttp2-client",
     "openssl",
     "python3-h2",
+    // The admin API test parses /metrics with the reference Prometheus parser.
+    "python3-prometheus-client",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
