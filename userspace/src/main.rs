@@ -163,8 +163,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         } else {
             &[b"http/1.1"]
         };
+        let (provider, versions) =
+            portier::tls::tuned(&config.tls).map_err(|e| anyhow::anyhow!("{e}"))?;
         Some(Arc::new(
-            portier::tls::Tls::new(store, alpn).context("building the TLS configuration")?,
+            portier::tls::Tls::with(store, alpn, provider, &versions, config.tls.resumption)
+                .context("building the TLS configuration")?,
         ))
     };
     let reactors = if config.server.http.is_empty() && config.server.https.is_empty() {

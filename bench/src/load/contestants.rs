@@ -310,24 +310,23 @@ fn start_nginx_proxy(env: &Env) -> anyhow::Result<Contestant> {
 }
 
 // ---------------------------------------------------------------------------
-// PORTIER TLS SWITCH — turn Portier's TLS scenarios on here. TLS termination
-// landed in commit 93ea1a3 (`[server] https`, `[tls] cert_dir` of
-// `<name>.pem` files), HTTP/2 is still being built; and Portier cannot yet be
-// told to use only TLS_AES_128_GCM_SHA256 + X25519 nor to turn resumption
-// off like the others. Set PORTIER_HAS_TLS to true (after `cargo xtask
-// build`) and every TLS scenario (HTTPS keep-alive, handshakes, HTTP/2)
-// measures Portier like HAProxy and nginx. Nothing else needs to change.
+// PORTIER TLS SWITCH — Portier's TLS scenarios (HTTPS keep-alive, full
+// handshakes, HTTP/2) measured like HAProxy and nginx.
 // ---------------------------------------------------------------------------
 /// Extra `[server]` lines + `[tls]` section for Portier's TLS listener on
 /// `https` (certificates in `cert_dir`), or why Portier is not measured
 /// over TLS.
 fn portier_tls_config(https: SocketAddr, cert_dir: &Path) -> Result<String, String> {
-    const PORTIER_HAS_TLS: bool = false;
+    const PORTIER_HAS_TLS: bool = true;
     if !PORTIER_HAS_TLS {
         return Err("Portier TLS/HTTP/2 not switched on yet".into());
     }
+    // Same footing as HAProxy and nginx: TLS 1.3 only, AES-128-GCM, X25519,
+    // no resumption.
     Ok(format!(
-        "https = [\"{https}\"]\n\n[tls]\ncert_dir = \"{}\"\nhttp2 = true\n",
+        "https = [\"{https}\"]\n\n[tls]\ncert_dir = \"{}\"\nhttp2 = true\n\
+         cipher_suites = [\"TLS13_AES_128_GCM_SHA256\"]\ngroups = [\"X25519\"]\n\
+         versions = [\"1.3\"]\nresumption = false\n",
         cert_dir.display()
     ))
 }

@@ -91,6 +91,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         self.xdp.validate()?;
+        crate::tls::tuned(&self.tls)?;
         self.limits.validate()?;
         let header = &self.server.error_header;
         if header.is_empty()

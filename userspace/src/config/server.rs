@@ -133,6 +133,16 @@ pub struct TlsSettings {
     pub reload_interval_ms: u64,
     /// Offer HTTP/2 in ALPN (else HTTP/1.1 only).
     pub http2: bool,
+    /// Cipher suites to offer, by IANA name (e.g. `TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`); empty = all forward-secret
+    /// AEAD suites. Only these can be chosen; others are refused.
+    pub cipher_suites: Vec<String>,
+    /// Key-exchange groups (`X25519`, `secp256r1`, `secp384r1`); empty = all.
+    pub groups: Vec<String>,
+    /// `["1.2", "1.3"]` by default.
+    pub versions: Vec<String>,
+    /// Session resumption (tickets and cache).
+    pub resumption: bool,
 }
 
 impl Default for TlsSettings {
@@ -141,6 +151,10 @@ impl Default for TlsSettings {
             cert_dir: std::path::PathBuf::from("/etc/portier/certs"),
             reload_interval_ms: 2_000,
             http2: true,
+            cipher_suites: Vec::new(),
+            groups: Vec::new(),
+            versions: vec!["1.2".into(), "1.3".into()],
+            resumption: true,
         }
     }
 }

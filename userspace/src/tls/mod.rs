@@ -34,6 +34,56 @@ pub fn provider() -> CryptoProvider {
     p
 }
 
+/// Restrict the provider and protocol to what `[tls]` allows; an unknown
+/// name is an error naming it.
+pub fn tuned(
+    settings: &crate::config::TlsSettings,
+) -> Result<
+    (
+        CryptoProvider,
+        Vec<&'static rustls::SupportedProtocolVersion>,
+    ),
+    String,
+> {
+    let mut p = provider();
+    if !settings.cipher_suites.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &settings.cipher_suites {
+            let suite = p
+                .cipher_suites
+                .iter()
+                .find(|s| s.suite().as_str() == Some(name.as_str()))
+                .ok_or_else(|| format!("tls.cipher_suites: unknown or not allowed suite {name}"))?;
+            chosen.push(*suite);
+        }
+        p.cipher_suites = chosen;
+    }
+    if !settings.groups.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &settings.groups {
+            let group = p
+                .kx_groups
+                .iter()
+                .find(|g| format!("{:?}", g.name()).eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("tls.groups: unknown group {name}"))?;
+            chosen.push(*group);
+        }
+        p.kx_groups = chosen;
+    }
+    let mut versions = Vec::new();
+    for v in &settings.versions {
+        match v.as_str() {
+            "1.2" => versions.push(&rustls::version::TLS12),
+            "1.3" => versions.push(&rustls::version::TLS13),
+            other => return Err(format!("tls.versions: {other} (only 1.2 and 1.3)")),
+        }
+    }
+    if versions.is_empty() {
+        return Err("tls.versions: at least one of 1.2, 1.3".into());
+    }
+    Ok((p, versions))
+}
+
 /// Everything the reactors need for TLS, built once and shared.
 pub struct Tls {
     pub config: Arc<ServerConfig>,
@@ -43,18 +93,39 @@ pub struct Tls {
 impl Tls {
     /// `alpn`: protocols offered, most preferred first.
     pub fn new(store: CertStore, alpn: &[&[u8]]) -> Result<Tls, rustls::Error> {
+        Tls::with(
+            store,
+            alpn,
+            provider(),
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+            true,
+        )
+    }
+
+    pub fn with(
+        store: CertStore,
+        alpn: &[&[u8]],
+        provider: CryptoProvider,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        resumption: bool,
+    ) -> Result<Tls, rustls::Error> {
         let resolver = Arc::new(SniResolver {
             store: ArcSwap::from_pointee(store),
         });
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        // Resumption: stateless tickets (TLS 1.3 and 1.2) and a session-id cache.
-        config.ticketer = ring_provider::Ticketer::new()?;
-        config.session_storage = rustls::server::ServerSessionMemoryCache::new(64 * 1024);
-        config.send_tls13_tickets = 2;
+        if resumption {
+            // Stateless tickets (TLS 1.3 and 1.2) and a session-id cache.
+            config.ticketer = ring_provider::Ticketer::new()?;
+            config.session_storage = rustls::server::ServerSessionMemoryCache::new(64 * 1024);
+            config.send_tls13_tickets = 2;
+        } else {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         Ok(Tls {
             config: Arc::new(config),
             resolver,
@@ -151,6 +222,25 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("bad.pem"), "{err}");
+    }
+
+    #[test]
+    fn tls_settings_restrict_suites_groups_and_versions() {
+        let mut t = crate::config::TlsSettings {
+            cipher_suites: vec!["TLS13_AES_128_GCM_SHA256".into()],
+            groups: vec!["x25519".into()],
+            versions: vec!["1.3".into()],
+            ..Default::default()
+        };
+        let (p, v) = tuned(&t).expect("valid");
+        assert_eq!(p.cipher_suites.len(), 1);
+        assert_eq!(p.kx_groups.len(), 1);
+        assert_eq!(v.len(), 1);
+        t.cipher_suites = vec!["TLS_RSA_WITH_RC4_128_SHA".into()];
+        assert!(tuned(&t).unwrap_err().contains("TLS_RSA_WITH_RC4_128_SHA"));
+        t.cipher_suites.clear();
+        t.versions = vec!["1.1".into()];
+        assert!(tuned(&t).unwrap_err().contains("1.1"));
     }
 
     #[test]
