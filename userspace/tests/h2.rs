@@ -317,3 +317,39 @@ fn a_client_that_never_reads_does_not_block_others() {
     let r = hog.join().expect("attacker");
     assert_eq!(r["sent"], 20);
 }
+
+#[test]
+fn shutdown_sends_goaway_and_lets_in_flight_requests_finish() {
+    let b = Backend::start("b");
+    let mut p = start(&b, "");
+    let port = p.port;
+    let h2 = std::thread::spawn(move || {
+        Command::new("nghttp")
+            .args(["-v", "-H", &format!(":authority: {HOST}")])
+            .arg(format!("https://127.0.0.1:{port}/slow/1500"))
+            .output()
+            .expect("nghttp")
+    });
+    let h1_addr = p._proxy.addr;
+    let h1 = std::thread::spawn(move || support::proc::get(h1_addr, HOST, "/slow/1500").status);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = p._proxy.portier.stop().expect("portier exits");
+    assert!(status.success(), "clean exit: {status}");
+    let out = h2.join().expect("nghttp thread");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recv GOAWAY"),
+        "HTTP/2 client told to go away: {text}"
+    );
+    assert!(
+        text.contains(":status: 200"),
+        "its in-flight request finished: {text}"
+    );
+    assert_eq!(
+        h1.join().expect("h1 thread"),
+        200,
+        "the HTTP/1.1 request finished too"
+    );
+    // Nothing listens any more.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

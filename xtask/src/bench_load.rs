@@ -20,10 +20,9 @@ pub enum BenchCmd {
 
 pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     let BenchCmd::Load { quick, no_xdp } = cmd;
-    if !crate::portier_release().exists() {
-        crate::setup::all()?;
-        crate::build(true)?;
-    }
+    // Always the current code: a stale binary would measure the past.
+    crate::setup::all()?;
+    crate::build(true)?;
     let mut c = crate::cargo();
     c.args([
         "run",

@@ -361,8 +361,14 @@ fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
     ]))
 }
 
+/// Criterion micro-benchmarks, then a quick side-by-side load run (Portier,
+/// HAProxy, nginx and direct-to-backend) with the ratios.
 fn bench() -> anyhow::Result<()> {
-    run_cmd(cargo().args(["bench", "-p", "portier-bench"]))
+    run_cmd(cargo().args(["bench", "-p", "portier-bench", "--benches"]))?;
+    bench_load::run(&bench_load::BenchCmd::Load {
+        quick: true,
+        no_xdp: true,
+    })
 }
 
 fn xdp(args: &[String]) -> anyhow::Result<()> {

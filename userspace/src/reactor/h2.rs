@@ -356,6 +356,14 @@ impl Reactor {
 
     pub(super) fn h2_stream_finished(&mut self, client: Token, sid: u32) {
         self.h2_forget(client, sid);
+        // Shutting down: the last stream done closes the connection.
+        if self.is_draining()
+            && let Some(Conn::Client(c)) = self.conns.get_mut(client.0)
+            && let ClientState::H2(h) = &c.state
+            && h.streams.is_empty()
+        {
+            c.close_after_flush = true;
+        }
         self.h2_flush(client);
     }
 

@@ -50,6 +50,8 @@ pub(super) const UPSTREAM_FAILED: (u16, &str) = (502, "upstream_connection_faile
 const LISTENER_BASE: usize = usize::MAX - 1;
 /// How often queued requests look for capacity freed by other reactors.
 const QUEUE_TICK: Duration = Duration::from_millis(10);
+/// On shutdown, in-flight requests get this long to finish.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Reactor {
     /// This thread's index (its shard of the counters).
@@ -83,6 +85,10 @@ pub struct Reactor {
     /// Request ids: a fast generator seeded once from the system (ids are
     /// correlation handles, not secrets), so no syscall per request.
     pub(super) rng: u64,
+    /// Set when shutdown began: no new connections, idle ones closed, busy
+    /// ones closed after their response, HTTP/2 told GOAWAY.
+    pub(super) drain_deadline: Option<Instant>,
+    drain_begun: bool,
 }
 
 impl Reactor {
@@ -124,7 +130,56 @@ impl Reactor {
             scratch: vec![0u8; READ_CHUNK * 4].into_boxed_slice(),
             drain_reads: true,
             rng: seed(),
+            drain_deadline: None,
+            drain_begun: false,
         })
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.drain_begun
+    }
+
+    fn draining_started(&mut self) -> bool {
+        !std::mem::replace(&mut self.drain_begun, true)
+    }
+
+    /// Graceful shutdown: stop accepting; close idle connections; let busy
+    /// ones finish their current response (HTTP/1.x then closes, HTTP/2 gets
+    /// GOAWAY and closes when its streams are done).
+    fn begin_drain(&mut self) {
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::Client(_)))
+            .map(|(k, _)| Token(k))
+            .collect();
+        for token in tokens {
+            let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
+                continue;
+            };
+            match &mut c.state {
+                ClientState::Idle => {
+                    c.close_after_flush = true;
+                    self.client_flush(token);
+                }
+                ClientState::Busy(xid) => {
+                    if let Some(ex) = self.exchanges.get_mut(*xid) {
+                        ex.keep_alive = false;
+                    }
+                }
+                ClientState::Tunnel(_) => {}
+                ClientState::H2(h) => {
+                    h.conn.goaway(false);
+                    if h.streams.is_empty() {
+                        c.close_after_flush = true;
+                    }
+                    self.h2_flush(token);
+                }
+            }
+        }
     }
 
     /// A random (version 4) UUID from the reactor's generator (wyrand).
@@ -145,7 +200,7 @@ impl Reactor {
                 .timers
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if self.queues.values().any(|q| !q.is_empty()) {
+            if self.drain_begun || self.queues.values().any(|q| !q.is_empty()) {
                 timeout = Some(timeout.map_or(QUEUE_TICK, |t| t.min(QUEUE_TICK)));
             }
             match self.poll.poll(&mut events, timeout) {
@@ -171,7 +226,16 @@ impl Reactor {
             self.serve_queues();
             self.drive_ready();
             if self.shared.shutdown.load(Ordering::Acquire) {
-                return Ok(());
+                let deadline = *self
+                    .drain_deadline
+                    .get_or_insert_with(|| self.now + DRAIN_GRACE);
+                if self.draining_started() {
+                    self.begin_drain();
+                }
+                let clients_left = self.conns.iter().any(|(_, c)| matches!(c, Conn::Client(_)));
+                if !clients_left || self.now >= deadline {
+                    return Ok(());
+                }
             }
         }
     }
