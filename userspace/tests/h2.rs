@@ -353,3 +353,57 @@ fn shutdown_sends_goaway_and_lets_in_flight_requests_finish() {
     // Nothing listens any more.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn a_certificate_swap_does_not_break_a_long_h2_download() {
+    let b = Backend::start("b");
+    let p = start(&b, "");
+    let port = p.port;
+    let download = std::thread::spawn(move || {
+        let (out, err) = curl(
+            port,
+            &[
+                "--limit-rate",
+                "3M",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download} %{http_version}",
+                &url(port, "/bytes/6000000"),
+            ],
+        );
+        (out, err)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let renewed = portier::tls::self_signed_pem(&["renewed.h2.test".to_string(), HOST.to_string()])
+        .expect("cert");
+    let tmp = p.certs.join(".default.pem.tmp");
+    std::fs::write(&tmp, renewed).expect("write");
+    std::fs::rename(&tmp, p.certs.join("default.pem")).expect("swap");
+    let (out, err) = download.join().expect("download thread");
+    assert_eq!(
+        out, "6000000 2",
+        "the download in progress completed: {err}"
+    );
+    // New handshakes get the new certificate.
+    let mut served_new = false;
+    for _ in 0..40 {
+        let o = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                HOST,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl");
+        if String::from_utf8_lossy(&o.stdout).contains("renewed.h2.test") {
+            served_new = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(served_new, "new handshakes see the swapped certificate");
+}

@@ -592,3 +592,67 @@ fn queued_requests_keep_their_order() {
     let order = order.lock().map(|o| o.clone()).unwrap_or_default();
     assert_eq!(order, vec![0, 1, 2, 3, 4, 5]);
 }
+
+#[test]
+fn backend_connect_timeout_answers_504_and_quarantines() {
+    // A listener whose accept queue is full and never drained: SYNs to it are
+    // dropped, so a connect hangs until Portier's connect timeout.
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let stuck_addr = stuck.local_addr().expect("addr");
+    // SAFETY: shrink the backlog of our own listening socket.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&stuck), 0) };
+    let _fill: Vec<TcpStream> = (0..8)
+        .filter_map(|_| TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(200)).ok())
+        .collect();
+    let p = Proxy::start(
+        "",
+        &format!(
+            "[limits]\nconnect_timeout_ms = 300\n[[apps]]\nname = \"demo\"\ndomains = [\"{HOST}\"]\nbackends = [\"{stuck_addr}\"]\n"
+        ),
+    );
+    let r = get(p.addr, HOST, "/");
+    assert_eq!(r.status, 504);
+    assert_eq!(
+        r.header("x-portier-error"),
+        Some("upstream_connect_timeout")
+    );
+    // The backend is now quarantined: the next request is refused at once.
+    let r = get(p.addr, HOST, "/");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-portier-error"), Some("no_backend_available"));
+}
+
+#[test]
+fn idle_keepalive_and_idle_tunnels_are_closed() {
+    let b = Backend::start("b");
+    let p = Proxy::start(
+        "",
+        &format!(
+            "[limits]\nkeepalive_timeout_ms = 300\ntunnel_idle_timeout_ms = 300\n{}",
+            app("demo", HOST, &[&b], "")
+        ),
+    );
+    let mut c = Conn::open(p.addr);
+    c.send(format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes());
+    assert_eq!(c.response().status, 200);
+    assert!(
+        c.is_closed(),
+        "an idle keep-alive connection is closed after the timeout"
+    );
+
+    let mut s = TcpStream::connect(p.addr).expect("connect");
+    s.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("handshake");
+    let mut ws = Conn::from_stream(s);
+    assert_eq!(ws.try_response().map(|r| r.status), Some(101));
+    assert!(
+        ws.is_closed(),
+        "a silent WebSocket is closed after the tunnel idle timeout"
+    );
+}

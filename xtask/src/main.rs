@@ -207,6 +207,9 @@ fn portier_release() -> PathBuf {
 
 /// Ports of the demo: the proxy and its two demo backends.
 const DEMO_HTTP: &str = "127.0.0.1:8080";
+const DEMO_HTTPS: &str = "127.0.0.1:8443";
+const DEMO_CERT_NAMES: &str =
+    "localhost,demo.localhost,shop.localhost,www.shop.localhost,*.shop.localhost";
 const DEMO_BACKENDS: [&str; 2] = ["127.0.0.1:9001", "127.0.0.1:9002"];
 
 fn run() -> anyhow::Result<()> {
@@ -216,7 +219,20 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("portier.toml");
     let privileged = is_root();
-    std::fs::write(&config, demo_config(privileged))?;
+    // A self-signed certificate for the demo's HTTPS listener (kept across runs).
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    let pem = certs.join("default.pem");
+    if !pem.exists() {
+        run_cmd(
+            Command::new(portier_release())
+                .args(["self-signed", "--names"])
+                .arg(DEMO_CERT_NAMES)
+                .arg("--out")
+                .arg(&pem),
+        )?;
+    }
+    std::fs::write(&config, demo_config(privileged, &certs))?;
     if !privileged {
         eprintln!(
             "xtask: WARNING: not running as root: portier will start without XDP \
@@ -246,6 +262,13 @@ fn run() -> anyhow::Result<()> {
          \x20 for i in 1 2 3 4; do curl -s -H 'Host: demo.localhost' http://{http}/ | grep -o '\"backend\":\"[^\"]*\"'; done   # round-robin\n\
          \x20 curl -si -H 'Host: nope.localhost' http://{http}/                 # 404 with X-Portier-Error: unknown_host\n\
          \x20 curl -si -H 'Host: demo.localhost' -H \"X-Big: $(head -c 9000 /dev/zero | tr '\\0' a)\" http://{http}/ | head -4   # 431\n\
+         HTTPS (self-signed) and HTTP/2 on {https}; a second app `shop` with a wildcard domain,\n\
+         a canonical domain and force-HTTPS:\n\
+         \x20 curl -sk --http2 -o /dev/null -w '%{{http_version}}\\n' --resolve demo.localhost:8443:127.0.0.1 https://demo.localhost:8443/   # 2\n\
+         \x20 curl -si -H 'Host: shop.localhost' http://{http}/cart?id=7 | grep -i location      # 301 → https://www.shop.localhost/cart?id=7\n\
+         \x20 curl -si -H 'Host: eu.shop.localhost' http://{http}/ | grep -i location           # wildcard *.shop.localhost, same redirect\n\
+         \x20 curl -sik --resolve www.shop.localhost:8443:127.0.0.1 https://www.shop.localhost:8443/ | grep -i strict-transport   # HSTS\n\
+         \x20 curl -s -H 'Accept-Encoding: gzip' -H 'Host: demo.localhost' http://{http}/bytes/100000 | gunzip | wc -c   # gzip on the fly\n\
          XDP runs on `lo` in generic mode:\n\
          \x20 cargo xtask xdp stats                   # packets and bytes per verdict reason\n\
          \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live: curl -m1 http://127.0.0.9:8080/ now times out\n\
@@ -253,6 +276,7 @@ fn run() -> anyhow::Result<()> {
          Stop with Ctrl-C (the program is detached on exit).\n",
         cfg = config.display(),
         http = DEMO_HTTP,
+        https = DEMO_HTTPS,
         b1 = DEMO_BACKENDS[0],
         b2 = DEMO_BACKENDS[1],
     );
@@ -278,15 +302,28 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn demo_config(privileged: bool) -> String {
+fn demo_config(privileged: bool, certs: &Path) -> String {
     format!(
         r#"# Portier demo, written by `cargo xtask run`.
 [server]
 http = ["{http}"]
+https = ["{https}"]
+
+[tls]
+cert_dir = "{certs}"
 
 [[apps]]
 name = "demo"
-domains = ["demo.localhost"]
+domains = ["demo.localhost", "localhost"]
+backends = ["{b1}", "{b2}"]
+
+# Every name of the shop redirects to https://www.shop.localhost (one hop).
+[[apps]]
+name = "shop"
+domains = ["www.shop.localhost", "shop.localhost", "*.shop.localhost"]
+canonical_domain = "www.shop.localhost"
+force_https = true
+sticky_sessions = true
 backends = ["{b1}", "{b2}"]
 
 [xdp]
@@ -304,6 +341,8 @@ syn_rate = 1000
 syn_burst = 2000
 "#,
         http = DEMO_HTTP,
+        https = DEMO_HTTPS,
+        certs = certs.display(),
         b1 = DEMO_BACKENDS[0],
         b2 = DEMO_BACKENDS[1],
         mode = if privileged { "generic" } else { "auto" }

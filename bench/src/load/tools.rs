@@ -139,7 +139,15 @@ pub fn h2load(
         Some(n) => cmd.args(["-n", &n.to_string()]),
         None => cmd.args(["-D", &secs.to_string()]),
     };
-    cmd.args(["-T", "5"]).arg(url);
+    // Every contestant is asked for the same virtual host (Portier routes
+    // by it; HAProxy and nginx ignore it).
+    cmd.args([
+        "-T",
+        "5",
+        "-H",
+        &format!(":authority: {}", super::contestants::HOST),
+    ])
+    .arg(url);
     let out = run_bounded(&mut cmd, Duration::from_secs(secs + 20))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     parse_h2load(&text).with_context(|| format!("h2load {url}: {}", text.trim()))

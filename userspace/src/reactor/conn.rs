@@ -17,9 +17,11 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading a side when the other side's output buffer exceeds this.
 pub const HIGH_WATER: usize = 256 * 1024;
 
+/// A slab slot. Backend connections are boxed so every slot — most of them
+/// idle client connections — is only as large as a `Client`.
 pub enum Conn {
     Client(Client),
-    Upstream(Upstream),
+    Upstream(Box<Upstream>),
 }
 
 /// One request on its way: from parsed head to the end of its response.
@@ -397,5 +399,18 @@ fn tls_flush(
         if wbuf.is_empty() || (moved == 0 && !wrote) {
             return Ok(taken);
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Idle keep-alive connections cost a slab slot each: keep it small.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 200,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
     }
 }

@@ -327,7 +327,7 @@ impl Reactor {
                         self.backend_failed_early(xid, id, true);
                         return;
                     }
-                    entry.insert(Conn::Upstream(Upstream {
+                    entry.insert(Conn::Upstream(Box::new(Upstream {
                         sock,
                         addr,
                         balancer: balancer.clone(),
@@ -344,7 +344,7 @@ impl Reactor {
                         eof: false,
                         read_paused: false,
                         deadline: Default::default(),
-                    }));
+                    })));
                     self.arm(t, self.now + timeouts.connect);
                     t
                 }
