@@ -1019,7 +1019,11 @@ fn malformed_request_is_rejected_with_400_then_reset() {
     assert_eq!(data.flags, flag::END_STREAM);
     assert_eq!(data.payload, b"400 Bad Request: invalid_header_name\n");
     // (Credit for the dropped body may follow as WINDOW_UPDATE.)
-    let last = out.iter().rev().find(|f| f.kind != kind::WINDOW_UPDATE).unwrap();
+    let last = out
+        .iter()
+        .rev()
+        .find(|f| f.kind != kind::WINDOW_UPDATE)
+        .unwrap();
     assert_eq!((last.kind, last.code()), (kind::RST_STREAM, 1));
     assert_eq!(c.conn.active_streams(), 0);
 }
