@@ -407,3 +407,127 @@ fn a_certificate_swap_does_not_break_a_long_h2_download() {
     }
     assert!(served_new, "new handshakes see the swapped certificate");
 }
+
+#[test]
+fn redirects_hsts_gzip_and_sticky_sessions_work_over_h2_too() {
+    let b1 = Backend::start("b1");
+    let b2 = Backend::start("b2");
+    let certs = std::env::temp_dir().join(format!(
+        "portier-h2f-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    let pem =
+        portier::tls::self_signed_pem(&[HOST.to_string(), format!("www.{HOST}")]).expect("cert");
+    std::fs::write(certs.join("default.pem"), pem).expect("write cert");
+    let port = free_port();
+    let _p = Proxy::start(
+        &format!(
+            "https = [\"127.0.0.1:{port}\"]\n[tls]\ncert_dir = \"{}\"\n",
+            certs.display()
+        ),
+        &format!(
+            "[[apps]]\nname = \"shop\"\ndomains = [\"www.{HOST}\", \"{HOST}\"]\ncanonical_domain = \"www.{HOST}\"\n\
+             force_https = true\nsticky_sessions = true\nbackends = [\"{}\", \"{}\"]\n",
+            b1.addr, b2.addr
+        ),
+    );
+    let www = format!("www.{HOST}");
+    let run = |host: &str, args: &[&str], path: &str| -> String {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-k",
+                "--http2",
+                "--max-time",
+                "20",
+                "-D",
+                "-",
+                "--resolve",
+                &format!("{host}:{port}:127.0.0.1"),
+            ])
+            .args(args)
+            .arg(format!("https://{host}:{port}{path}"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Canonical redirect on a stream, with the request id.
+    let r = run(HOST, &["-o", "/dev/null"], "/cart?id=7");
+    assert!(r.starts_with("HTTP/2 301"), "{r}");
+    assert!(
+        r.contains(&format!("location: https://www.{HOST}/cart?id=7")),
+        "{r}"
+    );
+    assert!(r.contains("x-request-id:"), "{r}");
+    // HSTS and a sticky cookie (Secure over HTTPS) on a proxied response.
+    let r = run(&www, &["-o", "/dev/null"], "/");
+    assert!(r.starts_with("HTTP/2 200"), "{r}");
+    assert!(
+        r.contains("strict-transport-security: max-age=31536000"),
+        "{r}"
+    );
+    let cookie_line = r
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("cookie: {r}"))
+        .to_string();
+    assert!(
+        cookie_line.contains("; Secure") && cookie_line.contains("; HttpOnly"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line
+        .trim_start_matches("set-cookie:")
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut bound = std::collections::HashSet::new();
+    for i in 0..4 {
+        let body = run(
+            &www,
+            &["-H", &format!("Cookie: {cookie}"), "-o", "-"],
+            &format!("/{i}"),
+        );
+        let json = &body[body.find('{').unwrap_or(0)..];
+        let echo: serde_json::Value = serde_json::from_str(json.trim()).expect("echo");
+        bound.insert(echo["backend"].as_str().unwrap_or_default().to_string());
+        assert!(!body.contains("set-cookie:"), "no new cookie while bound");
+    }
+    assert_eq!(
+        bound.len(),
+        1,
+        "the cookie binds the HTTP/2 client to one backend: {bound:?}"
+    );
+    // gzip on a stream, decompressed by curl and compared.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--http2",
+            "--compressed",
+            "-o",
+            "-",
+            "-w",
+            "\n%{size_download}",
+            "--resolve",
+            &format!("{www}:{port}:127.0.0.1"),
+        ])
+        .arg(format!("https://{www}:{port}/bytes/200000"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, downloaded) = text.rsplit_once('\n').expect("size line");
+    assert_eq!(body.len(), 200_000, "decompressed body");
+    assert!(
+        body.bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'a' + (i % 26) as u8),
+        "byte for byte"
+    );
+    let wire: usize = downloaded.trim().parse().expect("size");
+    assert!(wire < 20_000, "compressed on the wire: {wire} bytes");
+    let _ = std::fs::remove_dir_all(&certs);
+}
