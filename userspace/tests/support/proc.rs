@@ -350,8 +350,12 @@ impl Conn {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .ok();
         let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0))
-            || matches!(self.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        // One read: EOF, or a reset (the peer closed with our data unread).
+        match self.stream.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
     }
 }
 
