@@ -385,8 +385,8 @@ fn waiting_past_the_queue_timeout_answers_503() {
         ),
     );
     let addr = p.addr;
-    let slow = std::thread::spawn(move || get(addr, HOST, "/slow/1500").status);
-    std::thread::sleep(Duration::from_millis(100));
+    let slow = std::thread::spawn(move || get(addr, HOST, "/slow/2500").status);
+    std::thread::sleep(Duration::from_millis(400));
     let r = get(p.addr, HOST, "/");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-portier-error"), Some("queue_timeout"));
@@ -574,11 +574,11 @@ fn queued_requests_keep_their_order() {
     for i in 0..6u64 {
         let (addr, order) = (p.addr, order.clone());
         threads.push(std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(40 * i));
+            std::thread::sleep(Duration::from_millis(100 * i));
             let r = get(
                 addr,
                 HOST,
-                &format!("/slow/{}", if i == 0 { 300 } else { 20 }),
+                &format!("/slow/{}", if i == 0 { 800 } else { 20 }),
             );
             assert_eq!(r.status, 200);
             if let Ok(mut o) = order.lock() {
