@@ -1,6 +1,7 @@
 //! Portier as a library: the pieces the `portier` binary wires together, and
 //! that integration tests and benches drive directly.
 
+pub mod accesslog;
 pub mod compress;
 pub mod config;
 pub mod demo;

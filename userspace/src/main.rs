@@ -144,9 +144,17 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         None => eprintln!("portier: running without XDP"),
     }
+    let access_log = match config.log.target() {
+        Some(t) => Some(
+            portier::accesslog::AccessLog::start(t.clone())
+                .with_context(|| format!("opening the access log {t:?}"))?,
+        ),
+        None => None,
+    };
     let shared = portier::reactor::Shared::new(
         portier::snapshot::Snapshot::build(&config),
         config.server.threads,
+        access_log,
     );
     let tls = if config.server.https.is_empty() {
         None
@@ -212,6 +220,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             ))
         });
         let mut hup = signal(SignalKind::hangup())?;
+        let mut usr1 = signal(SignalKind::user_defined1())?;
         let manager = Arc::new(tokio::sync::Mutex::new(Manager::new(
             path.clone(),
             config.clone(),
@@ -229,6 +238,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = usr1.recv() => {
+                    if let Some(log) = &shared.access_log {
+                        log.reopen();
+                        tracing::info!("SIGUSR1: access log reopened");
+                    }
+                }
                 _ = hup.recv() => {
                     match manager.lock().await.reload() {
                         Ok(()) => eprintln!("portier: configuration reloaded"),

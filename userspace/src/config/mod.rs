@@ -39,6 +39,34 @@ pub struct Config {
     /// The admin API; absent = off.
     #[serde(default)]
     pub admin: Option<AdminSettings>,
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[log]`: the structured access log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `"off"`, `"stdout"`, or a file path (appended to; reopened on SIGUSR1).
+    pub access: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            access: "off".into(),
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn target(&self) -> Option<crate::accesslog::Target> {
+        match self.access.as_str() {
+            "" | "off" => None,
+            "stdout" => Some(crate::accesslog::Target::Stdout),
+            path => Some(crate::accesslog::Target::File(PathBuf::from(path))),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

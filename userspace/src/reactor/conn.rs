@@ -73,6 +73,23 @@ pub struct Exchange {
     /// HTTP/2: request payload received but not yet credited back to the
     /// client (WINDOW_UPDATE follows forwarding: request backpressure).
     pub h2_unreleased: usize,
+    /// What the access log needs (only when it is on).
+    pub log: Option<Box<LogInfo>>,
+}
+
+/// Access-log facts gathered along an exchange.
+pub struct LogInfo {
+    pub app: String,
+    pub host: String,
+    pub method: String,
+    pub path: String,
+    pub tls: Option<&'static str>,
+    /// When a backend was picked (end of queueing).
+    pub picked: Option<Instant>,
+    /// When the response head arrived.
+    pub head: Option<Instant>,
+    /// Response body bytes handed to the client.
+    pub bytes: u64,
 }
 
 /// Where the request body comes from.

@@ -91,6 +91,27 @@ impl Reactor {
         };
         let mut encoded = Vec::with_capacity(512);
         encode_request_head(head, &fwd.fields(), &mut encoded);
+        let log = self.shared.access_log.as_ref().map(|_| {
+            let tls = c.tls.as_ref().and_then(|t| match t.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+                _ => None,
+            });
+            Box::new(LogInfo {
+                app: app.name.clone(),
+                host: head
+                    .host
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+                method: head.method.clone(),
+                path: head.target.clone(),
+                tls,
+                picked: None,
+                head: None,
+                bytes: 0,
+            })
+        });
         let gzip_ok =
             app.compress && crate::compress::accepts_gzip(head.header_values("accept-encoding"));
         Some(Routed::Proxy(Box::new(Exchange {
@@ -128,6 +149,7 @@ impl Reactor {
             out: OutMode::Raw,
             h2_stash: Vec::new(),
             h2_unreleased: 0,
+            log,
         })))
     }
 
@@ -282,6 +304,9 @@ impl Reactor {
             return;
         };
         ex.backend = Some(id);
+        if let Some(l) = ex.log.as_mut() {
+            l.picked.get_or_insert(self.now);
+        }
         let head = ex.head.clone();
         let timeouts = self.snapshot.timeouts;
 
@@ -469,6 +494,7 @@ impl Reactor {
             return;
         };
         self.count_response(ex.status, Some(ex.started));
+        self.access_log(&ex, ex.status);
         if let Some(c) = self.counters() {
             let proto = if ex.sid == 0 {
                 &c.http1_requests
@@ -557,6 +583,7 @@ impl Reactor {
         };
         let (client, sid, started) = (ex.client, ex.sid, ex.response_started);
         self.count_response(status, Some(ex.started));
+        self.access_log(ex, status);
         let close = close || !ex.body.is_done() || !ex.keep_alive;
         let (id, is_head) = (ex.request_id.clone(), ex.is_head);
         self.drop_exchange(xid);
@@ -595,6 +622,53 @@ impl Reactor {
         self.client_flush(client);
         if !close {
             self.client_progress(client);
+        }
+    }
+
+    /// One access-log line for a finished (or failed) exchange.
+    pub(super) fn access_log(&self, ex: &Exchange, status: u16) {
+        let (Some(log), Some(info)) = (self.shared.access_log.as_ref(), ex.log.as_ref()) else {
+            return;
+        };
+        let ms = |a: Option<std::time::Instant>, b: Option<std::time::Instant>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64() * 1e3,
+            _ => 0.0,
+        };
+        let client = match self.conns.get(ex.client.0) {
+            Some(Conn::Client(c)) => c.peer.ip().to_string(),
+            _ => String::new(),
+        };
+        let started_wall = self.wall - self.now.saturating_duration_since(ex.started);
+        let record = crate::accesslog::Record {
+            time: crate::accesslog::rfc3339(started_wall),
+            app: &info.app,
+            host: &info.host,
+            method: &info.method,
+            path: &info.path,
+            status,
+            bytes: info.bytes,
+            queue_ms: ms(Some(ex.started), info.picked),
+            backend_ms: ms(info.picked, info.head),
+            total_ms: ms(Some(ex.started), Some(self.now)),
+            backend: ex
+                .backend
+                .and_then(|b| ex.balancer.backend(b))
+                .map(|b| b.addr.to_string()),
+            request_id: &ex.request_id,
+            protocol: if ex.sid == 0 {
+                if ex.client_version == 0 {
+                    "HTTP/1.0"
+                } else {
+                    "HTTP/1.1"
+                }
+            } else {
+                "HTTP/2"
+            },
+            tls: info.tls,
+            client,
+        };
+        if let Ok(line) = serde_json::to_string(&record) {
+            log.log(line);
         }
     }
 }

@@ -437,6 +437,9 @@ impl Reactor {
         };
         ex.response_started = true;
         ex.status = head.status;
+        if let Some(l) = ex.log.as_mut() {
+            l.head = Some(self.now);
+        }
         let backend_kind = head.body;
         if ex.gzip_ok && should_compress(&head, ex.is_head, min_size) {
             rewrite_head(&mut head);
@@ -528,6 +531,9 @@ impl Reactor {
                 };
                 let taken = h.conn.send_data(StreamId(sid), &ex.h2_stash, done);
                 ex.h2_stash.drain(..taken);
+                if let Some(l) = ex.log.as_mut() {
+                    l.bytes += taken as u64;
+                }
                 if !ex.h2_stash.is_empty() {
                     break;
                 }
@@ -596,6 +602,9 @@ impl Reactor {
             {
                 let taken = h.conn.send_data(StreamId(sid), &ex.h2_stash, false);
                 ex.h2_stash.drain(..taken);
+                if let Some(l) = ex.log.as_mut() {
+                    l.bytes += taken as u64;
+                }
             }
         }
         let Some(ex) = self.exchanges.get(xid) else {

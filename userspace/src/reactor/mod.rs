@@ -32,6 +32,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     /// One shard of request counters per reactor thread (index = thread).
     pub counters: Vec<crate::metrics::ReactorCounters>,
+    /// The access log, when `[log] access` is on (set at start).
+    pub access_log: Option<crate::accesslog::AccessLog>,
     /// Origin of the millisecond clock the balancers use.
     pub started: Instant,
     pub shutdown: AtomicBool,
@@ -39,11 +41,16 @@ pub struct Shared {
 
 impl Shared {
     /// `threads`: reactor threads that will run (0 = one per CPU).
-    pub fn new(snapshot: Snapshot, threads: usize) -> Arc<Shared> {
+    pub fn new(
+        snapshot: Snapshot,
+        threads: usize,
+        access_log: Option<crate::accesslog::AccessLog>,
+    ) -> Arc<Shared> {
         let threads = effective_threads(threads);
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             counters: (0..threads).map(|_| Default::default()).collect(),
+            access_log,
             started: Instant::now(),
             shutdown: AtomicBool::new(false),
         })

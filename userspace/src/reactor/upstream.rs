@@ -279,6 +279,9 @@ impl Reactor {
         }
         ex.response_started = true;
         ex.status = head.status;
+        if let Some(l) = ex.log.as_mut() {
+            l.head = Some(self.now);
+        }
         let backend_kind = head.body;
         if ex.gzip_ok && should_compress(&head, ex.is_head, min_size) {
             rewrite_head(&mut head);
@@ -337,6 +340,7 @@ impl Reactor {
         let mut done = false;
         let mut error = None;
         let mut scratch = Vec::new();
+        let wbuf_before = c.wbuf.len();
         while !u.rbuf.is_empty() && c.wbuf.len() < HIGH_WATER {
             match dec.decode(&u.rbuf) {
                 Ok(d) => {
@@ -408,6 +412,9 @@ impl Reactor {
                 ex.out = OutMode::Payload { chunked };
             }
             OutMode::Raw => {}
+        }
+        if let Some(l) = ex.log.as_mut() {
+            l.bytes += c.wbuf.len().saturating_sub(wbuf_before) as u64;
         }
         self.client_flush(client);
         if error.is_some() {
