@@ -30,6 +30,35 @@ pub struct App {
     /// What the balancer was built from: a reload keeps the balancer (and
     /// its in-flight counts and quarantine state) when this is unchanged.
     balancer_key: String,
+    /// Requests answered for this app (kept across reloads by app name).
+    pub stats: Arc<AppStats>,
+}
+
+/// Method classes of the per-app counters.
+pub const METHOD_CLASSES: [&str; 3] = ["read", "write", "other"];
+/// Status classes of the per-app counters (index = status / 100, 0 = other).
+pub const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Per-app response counters by method class and status class: relaxed
+/// atomics, lock-free; summed by the scrape.
+#[derive(Debug, Default)]
+pub struct AppStats {
+    pub responses: [[std::sync::atomic::AtomicU64; 6]; 3],
+}
+
+impl AppStats {
+    pub fn count(&self, method: &str, status: u16) {
+        let m = match method {
+            "GET" | "HEAD" | "OPTIONS" => 0,
+            "POST" | "PUT" | "PATCH" | "DELETE" => 1,
+            _ => 2,
+        };
+        let s = match status {
+            100..=599 => (status / 100) as usize,
+            _ => 0,
+        };
+        self.responses[m][s].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -103,8 +132,13 @@ impl Snapshot {
                     a.quarantine_max_ms,
                 ))
             });
+            let stats = previous
+                .and_then(|p| p.apps.iter().find(|old| old.name == a.name))
+                .map(|old| old.stats.clone())
+                .unwrap_or_default();
             apps.push(App {
                 name: a.name.clone(),
+                stats,
                 balancer,
                 canonical: a.canonical_domain.as_deref().and_then(normalize_host),
                 force_https: a.force_https,

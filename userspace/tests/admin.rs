@@ -556,6 +556,8 @@ print(json.dumps(out))
         ("portier_reloads", "counter"),
         ("portier_responses", "counter"),
         ("portier_requests", "counter"),
+        ("portier_app_requests", "counter"),
+        ("portier_request_duration_seconds", "histogram"),
     ] {
         assert_eq!(families[family]["type"], kind, "{family}: {families}");
     }
@@ -569,6 +571,16 @@ print(json.dumps(out))
         Some(3.0)
     );
     assert_eq!(sample("portier_reloads_total", ("result", "ok")), Some(0.0));
+    // Per app, by method class and status class.
+    let per_app = families["portier_app_requests"]["samples"]
+        .as_array()
+        .and_then(|v| {
+            v.iter().find(|s| {
+                s[1]["app"] == "shop" && s[1]["method"] == "read" && s[1]["status"] == "2xx"
+            })
+        })
+        .and_then(|s| s[2].as_f64());
+    assert_eq!(per_app, Some(3.0), "{families}");
 }
 
 /// Debian's `python3-prometheus-client` lives in /usr/bin/python3's path,

@@ -85,6 +85,25 @@ pub fn render(manager: &Manager) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP portier_app_requests_total Requests answered per app, by method class (read: GET/HEAD/OPTIONS, write: POST/PUT/PATCH/DELETE, other) and status class."
+    );
+    let _ = writeln!(out, "# TYPE portier_app_requests_total counter");
+    for app in &snapshot.apps {
+        for (m, method) in crate::snapshot::METHOD_CLASSES.iter().enumerate() {
+            for (c, class) in crate::snapshot::STATUS_CLASSES.iter().enumerate() {
+                let n = app.stats.responses[m][c].load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "portier_app_requests_total{{app=\"{}\",method=\"{method}\",status=\"{class}\"}} {n}",
+                        label(&app.name)
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP portier_queue_depth Requests waiting for a backend, per app."
     );
     let _ = writeln!(out, "# TYPE portier_queue_depth gauge");

@@ -29,6 +29,10 @@ pub enum Conn {
 /// HTTP/1.x, one per stream for HTTP/2), and so does the backend connection
 /// serving it.
 pub struct Exchange {
+    /// The app's counters (requests by method and status class).
+    pub app_stats: Arc<crate::snapshot::AppStats>,
+    /// Method class for the counters: the method as received.
+    pub method: Box<str>,
     pub client: Token,
     /// When the request's first byte arrived (latency metrics, access log).
     pub started: Instant,

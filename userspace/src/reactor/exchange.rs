@@ -115,6 +115,8 @@ impl Reactor {
         let gzip_ok =
             app.compress && crate::compress::accepts_gzip(head.header_values("accept-encoding"));
         Some(Routed::Proxy(Box::new(Exchange {
+            app_stats: app.stats.clone(),
+            method: head.method.as_str().into(),
             client: token,
             started,
             status: 0,
@@ -494,6 +496,7 @@ impl Reactor {
             return;
         };
         self.count_response(ex.status, Some(ex.started));
+        ex.app_stats.count(&ex.method, ex.status);
         self.access_log(&ex, ex.status);
         if let Some(c) = self.counters() {
             let proto = if ex.sid == 0 {
@@ -583,6 +586,7 @@ impl Reactor {
         };
         let (client, sid, started) = (ex.client, ex.sid, ex.response_started);
         self.count_response(status, Some(ex.started));
+        ex.app_stats.count(&ex.method, status);
         self.access_log(ex, status);
         let close = close || !ex.body.is_done() || !ex.keep_alive;
         let (id, is_head) = (ex.request_id.clone(), ex.is_head);
