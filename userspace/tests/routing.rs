@@ -179,3 +179,45 @@ fn sticky_sessions_bind_a_client_and_rebind_when_its_backend_dies() {
     let renewed = r.header("set-cookie").expect("re-issued").to_string();
     assert_ne!(renewed.split(';').next(), Some(cookie.as_str()));
 }
+
+#[test]
+fn reload_opens_and_closes_listeners_without_touching_the_others() {
+    let b = Backend::start("b");
+    let mut p = Proxy::start("", &app("one", "one.test", &[&b], ""));
+    let mut keep = Conn::open(p.addr);
+    keep.send(b"GET /1 HTTP/1.1\r\nHost: one.test\r\n\r\n");
+    assert_eq!(keep.response().status, 200);
+    // Add a second plain-HTTP listener.
+    let extra = support::proc::free_port();
+    let both = format!("http = [\"{}\", \"127.0.0.1:{extra}\"]", p.addr);
+    let answer = p.reload_with_http(&both, "", &app("one", "one.test", &[&b], ""));
+    assert!(answer.contains("reloaded"), "{answer}");
+    let second: std::net::SocketAddr = format!("127.0.0.1:{extra}").parse().expect("addr");
+    let mut ok = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(second).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ok, "the new listener accepts");
+    assert_eq!(get(second, "one.test", "/").status, 200);
+    // The first listener and its open connection were not touched.
+    keep.send(b"GET /2 HTTP/1.1\r\nHost: one.test\r\n\r\n");
+    assert_eq!(keep.response().status, 200);
+    assert_eq!(get(p.addr, "one.test", "/").status, 200);
+    // Remove it again.
+    let answer = p.reload("", &app("one", "one.test", &[&b], ""));
+    assert!(answer.contains("reloaded"), "{answer}");
+    let mut closed = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(second).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(closed, "the removed listener is closed");
+    assert_eq!(get(p.addr, "one.test", "/").status, 200);
+}

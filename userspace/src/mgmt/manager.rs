@@ -71,15 +71,20 @@ impl Manager {
         };
     }
 
-    /// Apps, domains, backends, limits and the XDP policy change live;
-    /// listeners, threads and TLS settings need a restart (said in the log).
+    /// Apps, domains, backends, limits, listeners and the XDP policy change
+    /// live; thread count and TLS settings need a restart (said in the log).
     fn swap_in(&mut self, new: Config) -> anyhow::Result<()> {
-        if new.server.http != self.config.server.http
-            || new.server.https != self.config.server.https
-            || new.server.threads != self.config.server.threads
-        {
-            tracing::warn!("listener and thread changes take effect at the next restart");
+        if new.server.threads != self.config.server.threads {
+            tracing::warn!("a new thread count takes effect at the next restart");
         }
+        // New listeners open on every reactor (all bound first: a busy port
+        // refuses the whole reload); removed ones close; the others stay.
+        self.shared
+            .change_listeners(
+                (&self.config.server.http, &self.config.server.https),
+                (&new.server.http, &new.server.https),
+            )
+            .context("changing listeners")?;
         if let Some(rt) = self.xdp.as_mut() {
             rt.update_policy(&new.xdp)
                 .context("updating the XDP maps")?;

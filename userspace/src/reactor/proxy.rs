@@ -58,7 +58,9 @@ pub struct Reactor {
     pub(super) id: usize,
     pub(super) poll: Poll,
     pub(super) shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
+    /// Listening sockets by index (token `LISTENER_BASE - index`); a
+    /// removed one leaves `None` so other tokens stay valid.
+    listeners: Vec<Option<TcpListener>>,
     /// Local port of each listener (for X-Forwarded-Port).
     ports: Vec<u16>,
     /// Whether each listener speaks TLS.
@@ -100,15 +102,22 @@ impl Reactor {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Reactor> {
         let secure: Vec<bool> = tagged.iter().map(|(_, s)| *s).collect();
-        let mut listeners: Vec<TcpListener> = tagged.into_iter().map(|(l, _)| l).collect();
+        let mut listeners: Vec<Option<TcpListener>> =
+            tagged.into_iter().map(|(l, _)| Some(l)).collect();
         for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+            if let Some(l) = l {
+                poll.registry()
+                    .register(l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+            }
         }
         let snapshot = shared.snapshot.load_full();
         let ports = listeners
             .iter()
-            .map(|l| l.local_addr().map_or(80, |a| a.port()))
+            .map(|l| {
+                l.as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .map_or(80, |a| a.port())
+            })
             .collect();
         Ok(Reactor {
             id,
@@ -147,7 +156,7 @@ impl Reactor {
     /// ones finish their current response (HTTP/1.x then closes, HTTP/2 gets
     /// GOAWAY and closes when its streams are done).
     fn begin_drain(&mut self) {
-        for mut l in self.listeners.drain(..) {
+        for mut l in self.listeners.drain(..).flatten() {
             let _ = self.poll.registry().deregister(&mut l);
         }
         let tokens: Vec<Token> = self
@@ -222,6 +231,7 @@ impl Reactor {
                 }
             }
             self.drive_ready();
+            self.apply_listener_changes();
             self.fire_timers();
             self.serve_queues();
             self.drive_ready();
@@ -255,6 +265,43 @@ impl Reactor {
         }
     }
 
+    /// Listeners opened or closed by a reload.
+    fn apply_listener_changes(&mut self) {
+        if self.drain_begun {
+            return;
+        }
+        for change in self.shared.take_listener_changes(self.id) {
+            match change {
+                super::ListenerChange::Add(mut l, secure) => {
+                    let index = self.listeners.len();
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut l, Token(LISTENER_BASE - index), Interest::READABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.ports.push(l.local_addr().map_or(80, |a| a.port()));
+                    self.secure.push(secure);
+                    self.listeners.push(Some(l));
+                }
+                super::ListenerChange::Remove(addr) => {
+                    for slot in self.listeners.iter_mut() {
+                        if slot
+                            .as_ref()
+                            .and_then(|l| l.local_addr().ok())
+                            .is_some_and(|a| a == addr)
+                            && let Some(mut l) = slot.take()
+                        {
+                            let _ = self.poll.registry().deregister(&mut l);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn drive_ready(&mut self) {
         while let Some(token) = self.ready.pop_front() {
             match self.conns.get(token.0) {
@@ -269,7 +316,7 @@ impl Reactor {
 
     fn accept(&mut self, index: usize) {
         loop {
-            let Some(listener) = self.listeners.get(index) else {
+            let Some(Some(listener)) = self.listeners.get(index) else {
                 return;
             };
             let port = self.ports.get(index).copied().unwrap_or(80);

@@ -121,9 +121,15 @@ impl Proxy {
     /// Rewrite the config (same listener) and SIGHUP; returns the line
     /// portier answered with (reloaded or refused).
     pub fn reload(&mut self, server_extra: &str, rest: &str) -> String {
+        let http = format!("http = [\"{}\"]", self.addr);
+        self.reload_with_http(&http, server_extra, rest)
+    }
+
+    /// Like `reload`, with the `http = [...]` line given.
+    pub fn reload_with_http(&mut self, http: &str, server_extra: &str, rest: &str) -> String {
         let text = format!(
-            "[server]\nhttp = [\"{}\"]\nthreads = {}\n{server_extra}\n{rest}\n",
-            self.addr, self.threads
+            "[server]\n{http}\nthreads = {}\n{server_extra}\n{rest}\n",
+            self.threads
         );
         std::fs::write(self.dir.join("portier.toml"), text).expect("write config");
         // SAFETY: signalling our own child by pid.
