@@ -712,6 +712,21 @@ fn uploaded_certificate_is_listed_and_served_by_sni() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "key file is private");
+    // Expiry is exported as a metric, per certificate file.
+    let metrics = node.api("GET", "/metrics", None).text();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("portier_certificate_expiry_timestamp_seconds{certificate=\"up.test\"}")
+        })
+        .unwrap_or_else(|| panic!("expiry metric: {metrics}"))
+        .to_string();
+    let at: i64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("timestamp");
+    assert_eq!(Some(at), up["not_after_unix"].as_i64(), "{line}");
     drop(node);
     let _ = std::fs::remove_dir_all(&certs);
 }

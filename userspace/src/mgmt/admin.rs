@@ -25,7 +25,7 @@
 //! → handler.
 
 mod api;
-mod certs;
+pub mod certs;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

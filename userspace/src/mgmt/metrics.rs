@@ -158,6 +158,23 @@ pub fn render(manager: &Manager) -> String {
             );
         }
     }
+    if !manager.config.server.https.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP portier_certificate_expiry_timestamp_seconds notAfter of each certificate file, Unix time."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE portier_certificate_expiry_timestamp_seconds gauge"
+        );
+        for (name, not_after) in crate::mgmt::admin::certs::expiries(&manager.config.tls.cert_dir) {
+            let _ = writeln!(
+                out,
+                "portier_certificate_expiry_timestamp_seconds{{certificate=\"{}\"}} {not_after}",
+                label(&name)
+            );
+        }
+    }
     crate::metrics::render_reactor_counters(&manager.shared, &mut out);
     out
 }

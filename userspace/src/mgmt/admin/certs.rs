@@ -62,6 +62,31 @@ fn inspect(pem: &[u8]) -> Result<CertInfo, String> {
     Err("no certificate in the PEM".into())
 }
 
+/// `(file stem, notAfter as Unix seconds)` of every certificate file in
+/// `dir` that parses (metrics).
+pub fn expiries(dir: &Path) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in rd.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pem") {
+            continue;
+        }
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if let Ok(pem) = std::fs::read(&path)
+            && let Ok(info) = inspect(&pem)
+        {
+            out.push((stem.to_string(), info.not_after));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// What a file stem serves: `_wildcard.x.y` → `*.x.y`.
 fn serves(stem: &str) -> String {
     match stem.strip_prefix(WILDCARD_PREFIX) {
