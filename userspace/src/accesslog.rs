@@ -108,7 +108,9 @@ pub struct Record<'a> {
     pub bytes: u64,
     /// Waiting for a backend (queue), ms.
     pub queue_ms: f64,
-    /// From the backend being chosen to the response head, ms.
+    /// Backend chosen → connection ready (0 for a pooled connection), ms.
+    pub connect_ms: f64,
+    /// Connection ready → response head, ms.
     pub backend_ms: f64,
     pub total_ms: f64,
     pub backend: Option<String>,

@@ -67,7 +67,7 @@ fn one_json_line_per_request_and_reopen_on_sigusr1() {
     assert_eq!(first["backend"], b.addr.to_string().as_str());
     assert_eq!(first["client"], "127.0.0.1");
     assert!(first["bytes"].as_u64() > Some(0));
-    for k in ["queue_ms", "backend_ms", "total_ms"] {
+    for k in ["queue_ms", "connect_ms", "backend_ms", "total_ms"] {
         assert!(first[k].as_f64().is_some_and(|x| x >= 0.0), "{k}: {first}");
     }
     assert!(

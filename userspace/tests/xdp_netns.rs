@@ -208,6 +208,35 @@ fn xdp_program_in_the_kernel_matches_the_host_classifier() {
         "the program stayed attached"
     );
 
+    // 3b. The same through a config reload (SIGHUP): the blocklist in the
+    //     file is pushed to the maps, still without detaching.
+    let reload = |portier: &mut Portier, text: &str| {
+        std::fs::write(&config_path, text).expect("write config");
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(portier.child.id() as i32, libc::SIGHUP) };
+        portier.wait_for_line("configuration reloaded", Duration::from_secs(10));
+    };
+    let blocked_toml = toml.replace(
+        "blocklist = [\"192.168.77.0/24\", \"fd77::/16\"]",
+        "blocklist = [\"192.168.77.0/24\", \"fd77::/16\", \"10.200.0.0/29\"]",
+    );
+    assert_ne!(blocked_toml, toml, "the test edits the blocklist line");
+    reload(&mut portier, &blocked_toml);
+    assert!(
+        !connects(&net.ns_b, NODE, 80),
+        "blocked by the reloaded config"
+    );
+    reload(&mut portier, &toml);
+    assert!(
+        connects(&net.ns_b, NODE, 80),
+        "unblocked by the next reload"
+    );
+    assert_eq!(
+        net.xdp_prog_id_a(),
+        Some(prog_id),
+        "reloads never detach the program"
+    );
+
     // 4. SYN flood from one source: the limiter drops past the burst while
     //    another source still connects.
     let flooder = [10, 200, 0, 77];

@@ -90,6 +90,8 @@ pub struct LogInfo {
     pub tls: Option<&'static str>,
     /// When a backend was picked (end of queueing).
     pub picked: Option<Instant>,
+    /// When the backend connection was ready (connected, or taken from the pool).
+    pub connected: Option<Instant>,
     /// When the response head arrived.
     pub head: Option<Instant>,
     /// Response body bytes handed to the client.

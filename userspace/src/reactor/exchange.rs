@@ -108,6 +108,7 @@ impl Reactor {
                 path: head.target.clone(),
                 tls,
                 picked: None,
+                connected: None,
                 head: None,
                 bytes: 0,
             })
@@ -328,6 +329,9 @@ impl Reactor {
         }
         let up = match pooled {
             Some(t) => {
+                if let Some(l) = self.exchanges.get_mut(xid).and_then(|ex| ex.log.as_mut()) {
+                    l.connected = Some(self.now);
+                }
                 if let Some(Conn::Upstream(u)) = self.conns.get_mut(t.0) {
                     u.exchange = Some(xid);
                     u.reused = true;
@@ -652,7 +656,8 @@ impl Reactor {
             status,
             bytes: info.bytes,
             queue_ms: ms(Some(ex.started), info.picked),
-            backend_ms: ms(info.picked, info.head),
+            connect_ms: ms(info.picked, info.connected),
+            backend_ms: ms(info.connected.or(info.picked), info.head),
             total_ms: ms(Some(ex.started), Some(self.now)),
             backend: ex
                 .backend

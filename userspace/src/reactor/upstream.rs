@@ -59,6 +59,11 @@ impl Reactor {
                 return;
             }
             u.connecting = false;
+            if let Some(xid) = u.exchange
+                && let Some(l) = self.exchanges.get_mut(xid).and_then(|ex| ex.log.as_mut())
+            {
+                l.connected = Some(self.now);
+            }
             let at = self.now + self.snapshot.timeouts.read;
             self.arm(token, at);
         }
