@@ -98,6 +98,25 @@ pub struct LogInfo {
     pub bytes: u64,
 }
 
+impl Exchange {
+    /// Fields Portier adds to every response it forwards, whatever the
+    /// protocol: the request id, HSTS when forced, and the sticky cookie
+    /// when the client is not already bound to the backend that answered.
+    pub fn response_extras(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut extra = vec![("X-Request-ID", self.request_id.clone().into_bytes())];
+        if let Some(h) = &self.hsts {
+            extra.push(("Strict-Transport-Security", h.clone().into_bytes()));
+        }
+        if let (Some(st), Some(b)) = (&self.sticky, self.backend)
+            && self.preferred != Some(b)
+            && let Some(c) = st.set_cookie(b, self.secure)
+        {
+            extra.push(("Set-Cookie", c.into_bytes()));
+        }
+        extra
+    }
+}
+
 /// Where the request body comes from.
 pub enum RequestBody {
     None,

@@ -621,16 +621,7 @@ impl Reactor {
         if is_head {
             c.wbuf.truncate(start + head_len);
         }
-        if close {
-            c.close_after_flush = true;
-            c.rbuf.clear();
-        }
-        let at = self.now + self.snapshot.timeouts.keepalive;
-        self.arm(client, at);
-        self.client_flush(client);
-        if !close {
-            self.client_progress(client);
-        }
+        self.after_plain_answer(client, close);
     }
 
     /// One access-log line for a finished (or failed) exchange.

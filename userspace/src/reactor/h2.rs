@@ -463,16 +463,11 @@ impl Reactor {
             })
             .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
             .collect();
-        fields.push(("x-request-id".into(), ex.request_id.clone().into_bytes()));
-        if let Some(h) = &ex.hsts {
-            fields.push(("strict-transport-security".into(), h.clone().into_bytes()));
-        }
-        if let (Some(st), Some(b)) = (&ex.sticky, ex.backend)
-            && ex.preferred != Some(b)
-            && let Some(c) = st.set_cookie(b, ex.secure)
-        {
-            fields.push(("set-cookie".into(), c.into_bytes()));
-        }
+        fields.extend(
+            ex.response_extras()
+                .into_iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v)),
+        );
         let refs: Vec<(&str, &[u8])> = fields
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))

@@ -734,7 +734,9 @@ impl Reactor {
         self.after_plain_answer(token, close);
     }
 
-    fn after_plain_answer(&mut self, token: Token, close: bool) {
+    /// After a response Portier wrote itself: the connection waits for the
+    /// next request, or closes once it is sent.
+    pub(super) fn after_plain_answer(&mut self, token: Token, close: bool) {
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };

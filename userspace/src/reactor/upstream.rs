@@ -238,19 +238,7 @@ impl Reactor {
             return self.h2_response_head(xid, up, head);
         }
         let client = ex.client;
-        let mut extra: Vec<(&str, Vec<u8>)> =
-            vec![("X-Request-ID", ex.request_id.clone().into_bytes())];
-        if let Some(h) = &ex.hsts {
-            extra.push(("Strict-Transport-Security", h.clone().into_bytes()));
-        }
-        // (Re-)issue the sticky cookie when the client is not already bound
-        // to the backend that answered.
-        if let (Some(st), Some(b)) = (&ex.sticky, ex.backend)
-            && ex.preferred != Some(b)
-            && let Some(c) = st.set_cookie(b, ex.secure)
-        {
-            extra.push(("Set-Cookie", c.into_bytes()));
-        }
+        let extra = ex.response_extras();
         let extra_refs: Vec<(&str, &[u8])> =
             extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
