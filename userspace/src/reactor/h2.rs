@@ -615,10 +615,11 @@ impl Reactor {
             // Out of window: stop reading this backend until it opens.
             u.read_paused = true;
         }
-        self.h2_flush(client);
         if done && !stash_left {
+            // Counted before the last frames leave (finishing flushes).
             self.finish_exchange(xid);
         } else {
+            self.h2_flush(client);
             let at = self.now + self.snapshot.timeouts.read;
             self.arm(up, at);
         }

@@ -301,7 +301,7 @@ impl Reactor {
         encode_response_head(&head, &extra_refs, ex.client_version, close, &mut c.wbuf);
         u.resp_keep_alive = head.keep_alive;
         if backend_kind == BodyKind::None {
-            self.client_flush(client);
+            // finish_exchange flushes, after counting.
             self.finish_exchange(xid);
             return false;
         }
@@ -409,16 +409,20 @@ impl Reactor {
         if let Some(l) = ex.log.as_mut() {
             l.bytes += c.wbuf.len().saturating_sub(wbuf_before) as u64;
         }
-        self.client_flush(client);
         if error.is_some() {
-            // The response started: the only honest signal is to cut.
+            // The response started: the only honest signal is to cut
+            // (after what was already decoded).
+            self.client_flush(client);
             self.drop_exchange(xid);
             self.close_client(client);
             return;
         }
         if done {
+            // Counted and logged before the last bytes leave (finishing
+            // flushes), so a client never sees a response its counters miss.
             self.finish_exchange(xid);
         } else {
+            self.client_flush(client);
             let at = self.now + self.snapshot.timeouts.read;
             self.arm(up, at);
         }
