@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use mio::Token;
 use mio::net::TcpStream;
 
-use crate::http::h1::BodyDecoder;
+use crate::http::h1::{BodyDecoder, BodyKind};
 use crate::sched::balance::{BackendId, Balancer};
 
 /// Bytes read per `read` call.
@@ -99,6 +99,51 @@ pub struct LogInfo {
 }
 
 impl Exchange {
+    /// The final response head arrived: mark the exchange started and choose
+    /// how its body reaches the client — gzip when eligible, re-framed for
+    /// an HTTP/1.0 client, raw otherwise; HTTP/2 always takes the payload.
+    /// For HTTP/1.x the head's framing is rewritten to match. Returns the
+    /// backend's own framing (what the body decoder must follow).
+    pub fn begin_response(
+        &mut self,
+        head: &mut crate::http::h1::ResponseHead,
+        now: Instant,
+        gzip_min_size: u64,
+        gzip_level: u32,
+    ) -> BodyKind {
+        use crate::compress::{Gzip, rewrite_head, should_compress};
+        self.response_started = true;
+        self.status = head.status;
+        if let Some(l) = self.log.as_mut() {
+            l.head = Some(now);
+        }
+        let backend_kind = head.body;
+        let h1 = self.sid == 0;
+        let chunked = h1 && self.client_version >= 1;
+        if self.gzip_ok && should_compress(head, self.is_head, gzip_min_size) {
+            rewrite_head(head);
+            if h1 {
+                head.body = if chunked {
+                    BodyKind::Chunked
+                } else {
+                    BodyKind::CloseDelimited
+                };
+            }
+            self.out = OutMode::Gzip {
+                gz: Box::new(Gzip::new(gzip_level)),
+                chunked,
+            };
+        } else if !h1 {
+            self.out = OutMode::Payload { chunked: false };
+        } else if self.client_version == 0 && backend_kind == BodyKind::Chunked {
+            head.body = BodyKind::CloseDelimited;
+            self.out = OutMode::Payload { chunked: false };
+        } else {
+            self.out = OutMode::Raw;
+        }
+        backend_kind
+    }
+
     /// Fields Portier adds to every response it forwards, whatever the
     /// protocol: the request id, HSTS when forced, and the sticky cookie
     /// when the client is not already bound to the backend that answered.

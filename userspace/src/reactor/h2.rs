@@ -15,7 +15,6 @@ use mio::Token;
 use super::conn::*;
 use super::exchange::Routed;
 use super::proxy::{Reactor, UNKNOWN_HOST};
-use crate::compress::{Gzip, rewrite_head, should_compress};
 use crate::http::h1::{
     BodyDecoder, BodyKind, Host, RequestHead, ResponseHead, encode_chunk, encode_last_chunk,
 };
@@ -435,21 +434,7 @@ impl Reactor {
         let Some(ex) = self.exchanges.get_mut(xid) else {
             return false;
         };
-        ex.response_started = true;
-        ex.status = head.status;
-        if let Some(l) = ex.log.as_mut() {
-            l.head = Some(self.now);
-        }
-        let backend_kind = head.body;
-        if ex.gzip_ok && should_compress(&head, ex.is_head, min_size) {
-            rewrite_head(&mut head);
-            ex.out = OutMode::Gzip {
-                gz: Box::new(Gzip::new(level)),
-                chunked: false,
-            };
-        } else {
-            ex.out = OutMode::Payload { chunked: false };
-        }
+        let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
         let mut fields: Vec<(String, Vec<u8>)> = head
             .headers
             .iter()

@@ -8,7 +8,6 @@ use mio::Token;
 
 use super::conn::*;
 use super::proxy::{CONNECT_TIMEOUT, READ_TIMEOUT, Reactor, UPSTREAM_FAILED};
-use crate::compress::{Gzip, rewrite_head, should_compress};
 use crate::http::h1::{
     BodyDecoder, BodyKind, ResponseHead, encode_chunk, encode_last_chunk, encode_response_head,
     parse_response_head,
@@ -270,30 +269,7 @@ impl Reactor {
             self.serve_queues();
             return false;
         }
-        ex.response_started = true;
-        ex.status = head.status;
-        if let Some(l) = ex.log.as_mut() {
-            l.head = Some(self.now);
-        }
-        let backend_kind = head.body;
-        if ex.gzip_ok && should_compress(&head, ex.is_head, min_size) {
-            rewrite_head(&mut head);
-            let chunked = ex.client_version >= 1;
-            head.body = if chunked {
-                BodyKind::Chunked
-            } else {
-                BodyKind::CloseDelimited
-            };
-            ex.out = OutMode::Gzip {
-                gz: Box::new(Gzip::new(level)),
-                chunked,
-            };
-        } else if ex.client_version == 0 && backend_kind == BodyKind::Chunked {
-            head.body = BodyKind::CloseDelimited;
-            ex.out = OutMode::Payload { chunked: false };
-        } else {
-            ex.out = OutMode::Raw;
-        }
+        let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
         let close = !ex.keep_alive || head.body == BodyKind::CloseDelimited;
         if close {
             ex.keep_alive = false;
