@@ -23,6 +23,11 @@ impl Drop for H2Proxy {
 }
 
 fn start(backend: &Backend, app_extra: &str) -> H2Proxy {
+    start_with(backend, app_extra, "")
+}
+
+/// `sections`: more top-level TOML (e.g. `[limits]`) before the app.
+fn start_with(backend: &Backend, app_extra: &str, sections: &str) -> H2Proxy {
     let certs =
         std::env::temp_dir().join(format!("portier-h2-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&certs).expect("mkdir");
@@ -34,7 +39,7 @@ fn start(backend: &Backend, app_extra: &str) -> H2Proxy {
             "https = [\"127.0.0.1:{port}\"]\n[tls]\ncert_dir = \"{}\"\n",
             certs.display()
         ),
-        &app("h2", HOST, &[backend], app_extra),
+        &format!("{sections}\n{}", app("h2", HOST, &[backend], app_extra)),
     );
     H2Proxy {
         _proxy: proxy,
@@ -530,4 +535,30 @@ fn redirects_hsts_gzip_and_sticky_sessions_work_over_h2_too() {
     let wire: usize = downloaded.trim().parse().expect("size");
     assert!(wire < 20_000, "compressed on the wire: {wire} bytes");
     let _ = std::fs::remove_dir_all(&certs);
+}
+
+#[test]
+fn an_idle_h2_connection_lives_past_the_header_timeout() {
+    // Requests at 0 s and 2 s, a third at 15 s on the same connection: the
+    // header timeout (10 s) must not end an HTTP/2 connection.
+    let b = Backend::start("b");
+    let p = start(&b, "");
+    let r = attack(p.port, "idle_15s");
+    assert_eq!(r["goaway_code"], serde_json::Value::Null, "{r}");
+    assert_eq!(r["closed"], false, "{r}");
+    for sid in ["1", "3", "5"] {
+        assert_eq!(r["statuses"][sid], "200", "stream {sid}: {r}");
+    }
+}
+
+#[test]
+fn an_h2_connection_idle_after_a_long_stream_is_closed() {
+    // A stream outlives the idle timeout (1.5 s); once it ends the idle
+    // clock starts again and the connection gets GOAWAY(NO_ERROR).
+    let b = Backend::start("b");
+    let p = start_with(&b, "", "[limits]\nkeepalive_timeout_ms = 1500\n");
+    let r = attack(p.port, "idle_after_long_stream");
+    assert_eq!(r["statuses"]["1"], "200", "{r}");
+    assert_eq!(r["goaway_code"], 0, "{r}");
+    assert_eq!(r["closed"], true, "{r}");
 }

@@ -47,7 +47,8 @@ impl Reactor {
         let v13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
         let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
         let h2 = tls.alpn_protocol() == Some(b"h2");
-        if h2 && matches!(c.state, ClientState::Idle) {
+        let became_h2 = h2 && matches!(c.state, ClientState::Idle);
+        if became_h2 {
             c.state = ClientState::H2(Box::new(H2Client {
                 conn: ServerConn::new(H2Settings::default(), limits),
                 streams: Default::default(),
@@ -66,6 +67,12 @@ impl Reactor {
                     .tls_handshakes_resumed
                     .fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if became_h2 {
+            // From here the connection's clock is the keep-alive idle
+            // timeout, not the header timeout armed at accept.
+            let at = self.now + self.snapshot.timeouts.keepalive;
+            self.arm(token, at);
         }
     }
 
@@ -243,9 +250,15 @@ impl Reactor {
         }
     }
 
+    /// The stream is over for the reactor; the last one out starts the
+    /// connection's idle clock again.
     fn h2_forget(&mut self, token: Token, sid: u32) {
-        if let Some(h) = self.h2_client(token) {
-            h.streams.remove(&sid);
+        if let Some(h) = self.h2_client(token)
+            && h.streams.remove(&sid).is_some()
+            && h.streams.is_empty()
+        {
+            let at = self.now + self.snapshot.timeouts.keepalive;
+            self.arm(token, at);
         }
     }
 

@@ -429,11 +429,14 @@ impl Reactor {
         match &mut c.state {
             ClientState::H2(h) => {
                 // Idle HTTP/2 connection: say goodbye. Busy streams have
-                // their own backend deadlines.
+                // their own backend deadlines; the idle clock starts again.
                 if h.streams.is_empty() {
                     h.conn.goaway(false);
                     c.close_after_flush = true;
                     self.h2_flush(token);
+                } else {
+                    let at = self.now + self.snapshot.timeouts.keepalive;
+                    self.arm(token, at);
                 }
             }
             ClientState::Idle if c.head_started.is_some() || !c.rbuf.is_empty() => {

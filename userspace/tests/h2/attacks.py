@@ -108,6 +108,15 @@ def statuses(conn, frames):
     return out
 
 
+def fields_by_stream(conn, frames):
+    out = {}
+    for f in frames:
+        if f[0] == HEADERS:
+            out[f[2]] = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+                         for k, v in conn.dec.decode(f[3])}
+    return out
+
+
 def main():
     port, authority, attack = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     c = Conn(port, authority)
@@ -189,6 +198,36 @@ def main():
         c.send(b"".join(c.request(1 + 2 * i, "/bytes/1000000") for i in range(20)))
         time.sleep(2)
         result = {"sent": 20}
+    elif attack == "idle_15s":
+        # Requests at 0 s and 2 s, then silence until 15 s, then a third:
+        # the keep-alive idle timeout (not the header timeout) governs.
+        t0 = time.time()
+        c.send(c.request(1, "/"))
+        frames = c.read_frames(2)
+        c.send(c.request(3, "/"))
+        frames += c.read_frames(15 - (time.time() - t0))
+        c.send(c.request(5, "/"))
+        frames += c.read_frames(2)
+        result = summary(frames)
+        result["statuses"] = {str(k): v for k, v in statuses(c, frames).items()}
+    elif attack == "idle_after_long_stream":
+        # One stream longer than the idle timeout; the connection must
+        # still be closed once it has been idle for the timeout after it.
+        t0 = time.time()
+        c.send(c.request(1, "/slow/2500"))
+        frames = c.read_frames(9)
+        result = summary(frames)
+        result["statuses"] = {str(k): v for k, v in statuses(c, frames).items()}
+        result["elapsed"] = time.time() - t0
+    elif attack == "queued_stream":
+        # Stream 1 holds the only backend slot; stream 3 waits in the queue
+        # and must get its 503 when the queue timeout passes.
+        c.send(c.request(1, "/slow/4000"))
+        time.sleep(0.3)
+        c.send(c.request(3, "/"))
+        frames = c.read_frames(3)
+        result = summary(frames)
+        result["fields"] = {str(k): v for k, v in fields_by_stream(c, frames).items()}
     else:
         raise SystemExit(f"unknown attack {attack}")
     print(json.dumps(result))
