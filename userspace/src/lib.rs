@@ -4,7 +4,6 @@
 pub mod accesslog;
 pub mod compress;
 pub mod config;
-pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod mgmt;

@@ -33,16 +33,6 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run the demo/test HTTP backend (echo, /bytes, /status, /slow, /sse, /ws).
-    DemoBackend {
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-        #[arg(long)]
-        name: String,
-        /// Worker threads, each serving one connection at a time; 0 = a thread per connection.
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-    },
     /// Write a self-signed certificate + key (one PEM) for the given names.
     SelfSigned {
         /// Names the certificate covers (`*.example.com` allowed).
@@ -107,11 +97,6 @@ fn main() -> ExitCode {
                 std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))
             })
             .map(|()| println!("wrote {}", out.display())),
-        Some(Command::DemoBackend {
-            listen,
-            name,
-            threads,
-        }) => portier::demo::run(listen, name, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The admin API of the real `portier` binary, in front of real
-//! `portier demo-backend` processes on loopback: authentication and the
+//! `portier-demo-backend` processes on loopback: authentication and the
 //! token file's mode, domains and backends changed live and seen in
 //! routing and round-robin, drain, refused changes (wildcard ownership, bad
 //! addresses) that change nothing, persistence across a restart,

@@ -1,4 +1,4 @@
-//! The real `portier` proxying HTTP/1.1 to real `portier demo-backend`
+//! The real `portier` proxying HTTP/1.1 to real `portier-demo-backend`
 //! processes on loopback, driven by raw sockets and curl.
 
 mod support;

@@ -205,6 +205,13 @@ fn portier_release() -> PathBuf {
     root().join("target/release/portier")
 }
 
+/// The demo/test backend, a second binary of the `portier` package: built
+/// by `build` (`cargo build -p portier` builds every binary of the package)
+/// and found next to `portier`.
+fn demo_backend_release() -> PathBuf {
+    portier_release().with_file_name("portier-demo-backend")
+}
+
 /// Ports of the demo: the proxy and its two demo backends.
 const DEMO_HTTP: &str = "127.0.0.1:8080";
 const DEMO_HTTPS: &str = "127.0.0.1:8443";
@@ -242,14 +249,8 @@ fn run() -> anyhow::Result<()> {
     // The two demo backends live as long as this command.
     let mut backends = Vec::new();
     for (i, addr) in DEMO_BACKENDS.iter().enumerate() {
-        let child = Command::new(portier_release())
-            .args([
-                "demo-backend",
-                "--listen",
-                addr,
-                "--name",
-                &format!("backend-{}", i + 1),
-            ])
+        let child = Command::new(demo_backend_release())
+            .args(["--listen", addr, "--name", &format!("backend-{}", i + 1)])
             .spawn()
             .context("starting a demo backend")?;
         backends.push(KillOnDrop(child));

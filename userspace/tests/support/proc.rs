@@ -16,6 +16,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portier")
 }
 
+/// The demo/test backend binary (`userspace/src/bin/demo_backend`).
+pub fn demo_backend_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portier-demo-backend")
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -24,7 +29,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// `portier demo-backend`, killed on drop.
+/// `portier-demo-backend`, killed on drop.
 pub struct Backend {
     pub addr: SocketAddr,
     pub name: String,
@@ -38,18 +43,12 @@ impl Backend {
 
     pub fn start_on(name: &str, port: u16) -> Backend {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let mut child = Command::new(bin())
-            .args([
-                "demo-backend",
-                "--listen",
-                &addr.to_string(),
-                "--name",
-                name,
-            ])
+        let mut child = Command::new(demo_backend_bin())
+            .args(["--listen", &addr.to_string(), "--name", name])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn demo-backend");
+            .expect("spawn portier-demo-backend");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -1,0 +1,217 @@
+//! The proxy's side of a stream: response headers, body, trailers, error
+//! responses and resets.
+//!
+//! Owns: HPACK-encoding response header blocks (split into CONTINUATION
+//! at the client's max frame size), HTTP/2 field rules for responses
+//! (§8.2.2: connection-specific fields dropped), DATA within the send
+//! windows (taking less marks the stream blocked), the send-side stream
+//! state, and the free WINDOW_UPDATEs our DATA earns the client. Must not:
+//! be called by the frame handlers, or count anything as abuse.
+//! Fed by: the proxy. Emits: HEADERS, CONTINUATION, DATA and RST_STREAM
+//! frames; [`H2Error`] on misuse.
+
+use super::{ConnState, ServerConn};
+use crate::http::h1::head::is_token;
+use crate::http::h1::reason_phrase;
+use crate::http::h2::frame;
+use crate::http::h2::stream::SendState;
+use crate::http::h2::{ErrorCode, H2Error, StreamId};
+
+impl ServerConn {
+    /// Send the response header. `status` 1xx (except 101) may precede the
+    /// final one. Names are lowercased; pseudo-header and connection-specific
+    /// fields (§8.2.2) and fields unfit for HTTP/2 are dropped.
+    pub fn send_headers(
+        &mut self,
+        stream: StreamId,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        end_stream: bool,
+    ) -> Result<(), H2Error> {
+        if matches!(self.state, ConnState::Failed(_)) {
+            return Err(H2Error::ConnectionClosed);
+        }
+        let informational = status < 200;
+        if !(100..=999).contains(&status) || status == 101 || (informational && end_stream) {
+            return Err(H2Error::InvalidStatus);
+        }
+        let s = self.streams.get(&stream).ok_or(H2Error::StreamClosed)?;
+        match s.send {
+            SendState::AwaitHeaders => {}
+            SendState::Body => return Err(H2Error::HeadersAlreadySent),
+            SendState::Closed => return Err(H2Error::StreamClosed),
+        }
+        let status = status.to_string();
+        let fields = response_fields(headers);
+        let mut block = Vec::new();
+        self.encoder.encode(
+            std::iter::once((&b":status"[..], status.as_bytes()))
+                .chain(fields.iter().map(|(n, v)| (n.as_bytes(), *v))),
+            &mut block,
+        );
+        frame::write_header_block(
+            &mut self.out,
+            stream,
+            &block,
+            end_stream,
+            self.peer_max_frame as usize,
+        );
+        if !informational && let Some(s) = self.streams.get_mut(&stream) {
+            s.send = if end_stream {
+                SendState::Closed
+            } else {
+                SendState::Body
+            };
+        }
+        if end_stream {
+            self.maybe_finish(stream);
+        }
+        Ok(())
+    }
+
+    /// Send up to the stream and connection send windows (and the output
+    /// bound) of `data`; returns the octets taken. `end_stream` applies only
+    /// if everything was taken. Taking less marks the stream blocked: a
+    /// `CapacityAvailable` follows when room opens.
+    pub fn send_data(&mut self, stream: StreamId, data: &[u8], end_stream: bool) -> usize {
+        if matches!(self.state, ConnState::Failed(_)) {
+            return 0;
+        }
+        let Some(s) = self.streams.get(&stream) else {
+            return 0;
+        };
+        if s.send != SendState::Body {
+            return 0;
+        }
+        let n = self.capacity_of(s).min(data.len());
+        let all = n == data.len();
+        let chunk = data.get(..n).unwrap_or_default();
+        if n == 0 && !(all && end_stream) {
+            if let Some(s) = self.streams.get_mut(&stream) {
+                s.blocked = !data.is_empty();
+            }
+            return 0;
+        }
+        let max_frame = self.peer_max_frame as usize;
+        frame::write_data(&mut self.out, stream, chunk, all && end_stream, max_frame);
+        let frames = u32::try_from(n.div_ceil(max_frame.max(1)).max(1)).unwrap_or(u32::MAX);
+        self.free_window_updates = self
+            .free_window_updates
+            .saturating_add(frames.saturating_mul(2))
+            .min(self.settings.max_control_frames_per_window);
+        self.conn_send_window -= n as i64;
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.send_window -= n as i64;
+            s.blocked = !all;
+            if all && end_stream {
+                s.send = SendState::Closed;
+            }
+        }
+        if all && end_stream {
+            self.maybe_finish(stream);
+        }
+        n
+    }
+
+    /// Send trailers, ending the stream.
+    pub fn send_trailers(
+        &mut self,
+        stream: StreamId,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), H2Error> {
+        if matches!(self.state, ConnState::Failed(_)) {
+            return Err(H2Error::ConnectionClosed);
+        }
+        let s = self.streams.get(&stream).ok_or(H2Error::StreamClosed)?;
+        match s.send {
+            SendState::Body => {}
+            SendState::AwaitHeaders => return Err(H2Error::HeadersNotSent),
+            SendState::Closed => return Err(H2Error::StreamClosed),
+        }
+        let fields = response_fields(headers);
+        let mut block = Vec::new();
+        self.encoder
+            .encode(fields.iter().map(|(n, v)| (n.as_bytes(), *v)), &mut block);
+        frame::write_header_block(
+            &mut self.out,
+            stream,
+            &block,
+            true,
+            self.peer_max_frame as usize,
+        );
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.send = SendState::Closed;
+        }
+        self.maybe_finish(stream);
+        Ok(())
+    }
+
+    /// Reset a stream for a reason on the proxy's side (e.g. the backend
+    /// failed after the response started). Not counted as abuse.
+    pub fn reset(&mut self, stream: StreamId, code: ErrorCode) {
+        if matches!(self.state, ConnState::Failed(_)) {
+            return;
+        }
+        if self.streams.remove(&stream).is_some() {
+            frame::write_rst(&mut self.out, stream, code);
+            self.remember_reset(stream);
+        }
+    }
+
+    /// Answer a stream with a short error response (like
+    /// `h1::error_response`): `status`, `error_header: code`, a plain-text
+    /// body, END_STREAM. If the send window cannot take the body, the
+    /// header alone ends the stream.
+    pub fn reject(
+        &mut self,
+        stream: StreamId,
+        status: u16,
+        code: &str,
+        error_header: &str,
+    ) -> Result<(), H2Error> {
+        let body = format!("{status:03} {}: {code}\n", reason_phrase(status));
+        let len = body.len().to_string();
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("content-type", b"text/plain; charset=utf-8"),
+            (error_header, code.as_bytes()),
+        ];
+        let fits = self
+            .streams
+            .get(&stream)
+            .is_some_and(|s| s.send_window.min(self.conn_send_window) >= body.len() as i64);
+        if !fits {
+            return self.send_headers(stream, status, &headers, true);
+        }
+        headers.push(("content-length", len.as_bytes()));
+        self.send_headers(stream, status, &headers, false)?;
+        if self.send_data(stream, body.as_bytes(), true) < body.len() {
+            self.reset(stream, ErrorCode::INTERNAL_ERROR);
+        }
+        Ok(())
+    }
+}
+
+/// Response fields for HTTP/2: lowercase names; pseudo-header and
+/// connection-specific fields dropped (§8.2.2), `te` kept only as
+/// `trailers`; names that are not tokens and values with CR, LF or NUL
+/// dropped (§8.2.1).
+fn response_fields<'a>(headers: &[(&str, &'a [u8])]) -> Vec<(String, &'a [u8])> {
+    headers
+        .iter()
+        .filter_map(|&(name, value)| {
+            let name = name.to_ascii_lowercase();
+            let drop = !is_token(name.as_bytes())
+                || matches!(
+                    name.as_str(),
+                    "connection"
+                        | "keep-alive"
+                        | "proxy-connection"
+                        | "transfer-encoding"
+                        | "upgrade"
+                )
+                || (name == "te" && !value.eq_ignore_ascii_case(b"trailers"))
+                || value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0));
+            (!drop).then_some((name, value))
+        })
+        .collect()
+}
