@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::Response;
 use crate::tls::store::{DEFAULT_NAME, WILDCARD_PREFIX};
+use crate::time_fmt::rfc3339_secs;
 use crate::tls::{CertStore, StoreError, provider};
 
 /// Names and expiry of the first certificate in a PEM file.
@@ -103,7 +104,7 @@ fn info_json(name: &str, info: &CertInfo) -> Value {
         "name": name,
         "serves": serves(name),
         "names": info.names,
-        "not_after": rfc3339(info.not_after),
+        "not_after": rfc3339_secs(info.not_after),
         "not_after_unix": info.not_after,
         "days_left": (info.not_after - now).div_euclid(86_400),
     })
@@ -257,38 +258,9 @@ fn stage_and_install(staging: &Path, dir: &Path, name: &str, pem: &[u8]) -> Resu
     Ok(())
 }
 
-/// Seconds since the epoch → `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
 
     #[test]
     fn names_stay_in_the_directory() {
