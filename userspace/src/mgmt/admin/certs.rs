@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::Response;
 use crate::tls::store::{DEFAULT_NAME, WILDCARD_PREFIX};
 use crate::time_fmt::rfc3339_secs;
-use crate::tls::{CertStore, StoreError, provider};
+use crate::tls::{CertStore, StoreError, pem_files, provider};
 
 /// Names and expiry of the first certificate in a PEM file.
 struct CertInfo {
@@ -66,24 +66,14 @@ fn inspect(pem: &[u8]) -> Result<CertInfo, String> {
 /// `(file stem, notAfter as Unix seconds)` of every certificate file in
 /// `dir` that parses (metrics).
 pub fn expiries(dir: &Path) -> Vec<(String, i64)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in rd.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "pem") {
-            continue;
-        }
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-            continue;
-        };
-        if let Ok(pem) = std::fs::read(&path)
-            && let Ok(info) = inspect(&pem)
-        {
-            out.push((stem.to_string(), info.not_after));
-        }
-    }
+    let mut out: Vec<(String, i64)> = pem_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| {
+            let pem = std::fs::read(&f.path).ok()?;
+            Some((f.stem, inspect(&pem).ok()?.not_after))
+        })
+        .collect();
     out.sort();
     out
 }
@@ -111,8 +101,8 @@ fn info_json(name: &str, info: &CertInfo) -> Value {
 }
 
 pub fn list(dir: &Path) -> Response {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
+    let files = match pem_files(dir) {
+        Ok(f) => f,
         Err(e) => {
             return Response::error(
                 409,
@@ -121,26 +111,18 @@ pub fn list(dir: &Path) -> Response {
             );
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+    let out: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            match std::fs::read(&f.path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| inspect(&pem))
+            {
+                Ok(info) => info_json(&f.stem, &info),
+                Err(e) => json!({ "name": f.stem, "serves": serves(&f.stem), "error": e }),
+            }
+        })
         .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-            continue;
-        };
-        let entry = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| inspect(&pem))
-        {
-            Ok(info) => info_json(stem, &info),
-            Err(e) => json!({ "name": stem, "serves": serves(stem), "error": e }),
-        };
-        out.push(entry);
-    }
     Response::json(200, &json!({ "certificates": out }))
 }
 
