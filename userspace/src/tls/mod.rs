@@ -5,6 +5,7 @@
 //! The reactor owns each `rustls::ServerConnection` and drives it without
 //! blocking; this module only builds the shared, immutable configuration.
 
+pub mod install;
 pub mod store;
 
 use std::sync::Arc;
@@ -226,6 +227,27 @@ mod tests {
         assert_eq!(got, [("a.test", 1), ("b.test", 2)]);
         assert_eq!(files[0].path, dir.0.join("a.test.pem"));
         assert!(pem_files(&dir.0.join("missing")).is_err());
+    }
+
+    #[test]
+    fn store_from_pems_resolves_like_a_directory() {
+        let a = self_signed_pem(&["a.test".into()]).expect("rcgen");
+        let wild = self_signed_pem(&["*.x.test".into()]).expect("rcgen");
+        let store = CertStore::from_pems(
+            [
+                ("a.test", a.as_bytes()),
+                ("_wildcard.x.test", wild.as_bytes()),
+            ],
+            &provider(),
+        )
+        .expect("store");
+        assert_eq!(store.len(), 2);
+        assert!(store.lookup(Some("a.test")).is_some());
+        assert!(store.lookup(Some("b.x.test")).is_some());
+        assert!(store.lookup(Some("other.test")).is_none());
+        let err =
+            CertStore::from_pems([("bad.test", &b"nope"[..])], &provider()).expect_err("refused");
+        assert!(err.to_string().starts_with("bad.test: "), "{err}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub const DEFAULT_NAME: &str = "default";
 pub enum StoreError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error("{name}: {reason}")]
+    Pem { name: String, reason: String },
     #[error("{dir}: cannot read the certificate directory: {source}")]
     Dir {
         dir: PathBuf,
@@ -103,6 +105,24 @@ impl CertStore {
         Ok(store)
     }
 
+    /// Build a store from PEMs in memory, `(file stem, chain + key)` (e.g.
+    /// certificates that arrive from elsewhere than the directory): same
+    /// naming and checks as [`CertStore::load`]; `fingerprint` stays empty.
+    pub fn from_pems<'a>(
+        pems: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        provider: &CryptoProvider,
+    ) -> Result<CertStore, StoreError> {
+        let mut store = CertStore::default();
+        for (stem, pem) in pems {
+            let key = certified_key(pem, provider).map_err(|reason| StoreError::Pem {
+                name: stem.to_string(),
+                reason,
+            })?;
+            store.insert(stem, key);
+        }
+        Ok(store)
+    }
+
     /// File stem → the name it serves: `default`, `_wildcard.x` → `*.x`.
     fn insert(&mut self, stem: &str, key: Arc<CertifiedKey>) {
         let stem = stem.to_ascii_lowercase();
@@ -149,22 +169,29 @@ fn load_certified_key(
         reason,
     };
     let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    certified_key(&pem, provider).map_err(err)
+}
+
+/// A certificate chain and its private key from one PEM: the chain parses
+/// and is not empty, the key loads with `provider` and matches the first
+/// (leaf) certificate. The error is a reason for the operator.
+pub fn certified_key(pem: &[u8], provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("bad certificate PEM: {e}")))?;
+        .map_err(|e| format!("bad certificate PEM: {e}"))?;
     if chain.is_empty() {
-        return Err(err("no certificate in the file".into()));
+        return Err("no certificate in the file".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| err(format!("no usable private key: {e}")))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no usable private key: {e}"))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| err(format!("unsupported private key: {e}")))?;
+        .map_err(|e| format!("unsupported private key: {e}"))?;
     let certified = CertifiedKey::new(chain, signing);
     certified
         .keys_match()
-        .map_err(|e| err(format!("key does not match the certificate: {e}")))?;
+        .map_err(|e| format!("key does not match the certificate: {e}"))?;
     Ok(Arc::new(certified))
 }
 
