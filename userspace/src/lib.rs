@@ -12,4 +12,5 @@ pub mod router;
 pub mod sched;
 pub mod snapshot;
 pub mod sticky;
+pub mod time_fmt;
 pub mod tls;

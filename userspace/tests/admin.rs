@@ -1,7 +1,8 @@
 //! The admin API of the real `portier` binary, in front of real
 //! `portier-demo-backend` processes on loopback: authentication and the
 //! token file's mode, domains and backends changed live and seen in
-//! routing and round-robin, drain, refused changes (wildcard ownership, bad
+//! routing and round-robin, drain (kept when an edit or a SIGHUP rebuilds
+//! the balancer), refused changes (wildcard ownership, bad
 //! addresses) that change nothing, persistence across a restart,
 //! `/metrics` read by the Python `prometheus_client` parser, certificate
 //! upload served by SNI, and `/xdp/*` without XDP.
@@ -324,6 +325,76 @@ fn backends_added_removed_and_drained_change_the_rotation() {
     assert_eq!(backends.as_array().map(Vec::len), Some(1));
     assert_eq!(backends[0]["address"], b.addr.to_string());
     assert_eq!(rotation(&node, 2), ["b", "b"]);
+}
+
+/// SIGHUP the node and wait for its answer (reloaded or refused).
+fn sighup(node: &mut Node) -> String {
+    let p = node.portier.as_mut().expect("running");
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(p.child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match p.lines.recv_timeout(left) {
+            Ok(l) if l.contains("configuration reloaded") || l.contains("reload refused") => {
+                return l;
+            }
+            Ok(_) => {}
+            Err(_) => panic!("portier did not answer SIGHUP"),
+        }
+    }
+}
+
+#[test]
+fn draining_survives_a_sighup_that_rebuilds_the_balancer() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let c = Backend::start("c");
+    let mut node = Node::start("", &app("shop", "o", &["shop.test"], &[&a, &b]));
+    let r = node.api(
+        "POST",
+        &format!("/apps/shop/backends/{}/drain", a.addr),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(rotation(&node, 4), ["b"; 4]);
+
+    // Edit the file by hand (a new backend: the app's balancer is rebuilt)
+    // and SIGHUP, the way an operator or config management would.
+    let text = node.file().replace(
+        &format!("\"{}\"]", b.addr),
+        &format!("\"{}\", \"{}\"]", b.addr, c.addr),
+    );
+    assert!(text.contains(&c.addr.to_string()), "{text}");
+    std::fs::write(&node.config, text).expect("write");
+    let answer = sighup(&mut node);
+    assert!(answer.contains("configuration reloaded"), "{answer}");
+
+    // Strict rotation skipping a: b, b, c over and over; a gets nothing.
+    let seen = rotation(&node, 9);
+    assert!(
+        !seen.iter().any(|s| s == "a"),
+        "drained a got requests: {seen:?}"
+    );
+    assert!(seen.iter().any(|s| s == "c"), "{seen:?}");
+    let backends = node.app("shop")["backends"].clone();
+    assert_eq!(backends.as_array().map(Vec::len), Some(3), "{backends}");
+    assert_eq!(backends[0]["address"], a.addr.to_string());
+    assert_eq!(backends[0]["state"], "draining", "{backends}");
+    assert_eq!(backends[2]["state"], "up", "{backends}");
+    let stats = node.api("GET", "/stats", None).json();
+    assert_eq!(stats["apps"][0]["backends"][0]["draining"], true);
+
+    // Undrained, it takes requests again.
+    let r = node.api(
+        "POST",
+        &format!("/apps/shop/backends/{}/undrain", a.addr),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut seen = rotation(&node, 6);
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b", "c", "c"]);
 }
 
 #[test]

@@ -69,6 +69,20 @@ pub mod h2;
 
 pub use error::HttpError;
 
+/// Connection-specific header fields (lowercase): they describe one
+/// HTTP/1.1 connection, so a proxy never forwards them (RFC 9110 §7.6.1;
+/// `Proxy-Connection` is the legacy non-standard spelling of
+/// `Connection`), and HTTP/2 forbids them: a request carrying one is
+/// malformed and a response must not carry one (RFC 9113 §8.2.2). `TE` is
+/// not here: HTTP/2 allows it with the value `trailers`.
+pub const CONNECTION_SPECIFIC: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Size limits enforced while parsing (SPEC §3 "Limits"). Every number is a
 /// setting; `Default` gives the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,44 +3,20 @@
 //! A directory that no longer loads is logged and the old store keeps
 //! serving. Existing TLS sessions keep the certificate they started with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use crate::tls::{CertStore, Tls, provider};
-
-type Fingerprint = Vec<(PathBuf, SystemTime, u64)>;
-
-/// `*.pem` files of `dir` with modification time and size, sorted.
-fn scan(dir: &Path) -> Fingerprint {
-    let mut out: Fingerprint = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-                .map(|p| {
-                    let meta = std::fs::metadata(&p).ok();
-                    let modified = meta
-                        .as_ref()
-                        .and_then(|m| m.modified().ok())
-                        .unwrap_or(SystemTime::UNIX_EPOCH);
-                    (p, modified, meta.map_or(0, |m| m.len()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
+use crate::tls::{CertStore, PemFile, Tls, pem_files, provider};
 
 pub async fn watch(tls: Arc<Tls>, dir: PathBuf, interval: Duration) {
     let provider = provider();
-    let mut last_failed: Option<Fingerprint> = None;
+    let mut last_failed: Option<Vec<PemFile>> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let now = scan(&dir);
+        let now = pem_files(&dir).unwrap_or_default();
         if now == tls.resolver.store.load().fingerprint || last_failed.as_ref() == Some(&now) {
             continue;
         }

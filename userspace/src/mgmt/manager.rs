@@ -1,7 +1,9 @@
 //! The management side's owner of the running configuration: reload from
 //! the file (SIGHUP, admin API), apply an edited configuration (admin API:
 //! validated, written back atomically, then swapped in), and the XDP
-//! runtime whose maps follow the configuration.
+//! runtime whose maps follow the configuration. `swap_in` is the one place
+//! a new snapshot is published; runtime state that is not in the file
+//! (backends drained through the admin API) is carried over there.
 //!
 //! Only the management runtime touches it (behind a tokio mutex); reactors
 //! see its effects through the snapshot `ArcSwap`, never through a lock.
@@ -91,9 +93,32 @@ impl Manager {
         }
         let previous = self.shared.snapshot.load_full();
         let snapshot = Snapshot::rebuild(&new, Some(&previous));
+        carry_over_draining(&previous, &snapshot);
         self.shared.snapshot.store(Arc::new(snapshot));
         self.config = new;
         Ok(())
+    }
+}
+
+/// Draining is runtime state, not in the file, and a rebuilt balancer
+/// starts with every backend in rotation: drain again in `next` every
+/// backend that was draining in `previous` and still exists (same app
+/// name, same address). Done before `next` is published, so no reactor
+/// ever sees a drained backend back in rotation. The one place snapshots
+/// are swapped in calls it: SIGHUP, admin reload and admin edits alike.
+fn carry_over_draining(previous: &Snapshot, next: &Snapshot) {
+    for app in &next.apps {
+        let Some(old) = previous.apps.iter().find(|o| o.name == app.name) else {
+            continue;
+        };
+        if Arc::ptr_eq(&old.balancer, &app.balancer) {
+            continue; // kept as is, drain state included
+        }
+        for b in old.balancer.backends().iter().filter(|b| b.is_draining()) {
+            if app.balancer.set_draining(b.addr, true) {
+                tracing::info!(app = app.name, backend = %b.addr, "still draining after the reload");
+            }
+        }
     }
 }
 
@@ -127,6 +152,58 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(apps: &[(&str, &[&str])], previous: Option<&Snapshot>) -> Snapshot {
+        let mut text = String::new();
+        for (i, (name, backends)) in apps.iter().enumerate() {
+            let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+            text.push_str(&format!(
+                "[[apps]]\nname = \"{name}\"\ndomains = [\"{name}{i}.test\"]\nbackends = [{}]\n",
+                list.join(", ")
+            ));
+        }
+        let config = Config::parse(Path::new("t.toml"), &text).expect("config");
+        Snapshot::rebuild(&config, previous)
+    }
+
+    fn draining(s: &Snapshot, app: &str) -> Vec<String> {
+        let a = s.apps.iter().find(|a| a.name == app).expect("app");
+        a.balancer
+            .backends()
+            .iter()
+            .filter(|b| b.is_draining())
+            .map(|b| b.addr.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn draining_is_carried_over_to_rebuilt_balancers() {
+        let (b1, b2, b3) = ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3");
+        let old = snapshot(&[("a", &[b1, b2]), ("b", &[b1, b2]), ("c", &[b1])], None);
+        for app in &old.apps {
+            app.balancer.set_draining(b1.parse().expect("addr"), true);
+        }
+        // a: rebuilt with a new backend; b: kept; c: rebuilt without the
+        // drained backend; d: new (same address, other app).
+        let new = snapshot(
+            &[
+                ("a", &[b1, b2, b3]),
+                ("b", &[b1, b2]),
+                ("c", &[b2]),
+                ("d", &[b1]),
+            ],
+            Some(&old),
+        );
+        assert!(
+            draining(&new, "a").is_empty(),
+            "a new balancer starts undrained"
+        );
+        carry_over_draining(&old, &new);
+        assert_eq!(draining(&new, "a"), [b1]);
+        assert_eq!(draining(&new, "b"), [b1]);
+        assert!(draining(&new, "c").is_empty());
+        assert!(draining(&new, "d").is_empty());
+    }
 
     #[test]
     fn atomic_write_replaces_and_keeps_the_mode() {

@@ -5,6 +5,7 @@
 //! The reactor owns each `rustls::ServerConnection` and drives it without
 //! blocking; this module only builds the shared, immutable configuration.
 
+pub mod install;
 pub mod store;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring as ring_provider;
 
-pub use store::{CertStore, SniResolver, StoreError};
+pub use store::{CertStore, PemFile, SniResolver, StoreError, pem_files};
 
 /// The provider: ring, restricted to forward-secret AEAD suites (which is
 /// what rustls implements at all: no CBC, no RSA key exchange, no TLS < 1.2).
@@ -212,6 +213,41 @@ mod tests {
         assert!(same(&s.lookup(Some("a.b.example.com")), &default));
         assert!(same(&s.lookup(Some("example.com")), &default));
         assert!(same(&s.lookup(Some("unknown.test")), &default));
+    }
+
+    #[test]
+    fn pem_files_lists_only_pem_files_sorted_with_their_size() {
+        let dir = tempdir::Dir::new();
+        std::fs::write(dir.0.join("b.test.pem"), "bb").expect("write");
+        std::fs::write(dir.0.join("a.test.pem"), "a").expect("write");
+        std::fs::write(dir.0.join("notes.txt"), "x").expect("write");
+        std::fs::write(dir.0.join(".c.test.pem.tmp-1-0"), "x").expect("write");
+        let files = pem_files(&dir.0).expect("list");
+        let got: Vec<(&str, u64)> = files.iter().map(|f| (f.stem.as_str(), f.len)).collect();
+        assert_eq!(got, [("a.test", 1), ("b.test", 2)]);
+        assert_eq!(files[0].path, dir.0.join("a.test.pem"));
+        assert!(pem_files(&dir.0.join("missing")).is_err());
+    }
+
+    #[test]
+    fn store_from_pems_resolves_like_a_directory() {
+        let a = self_signed_pem(&["a.test".into()]).expect("rcgen");
+        let wild = self_signed_pem(&["*.x.test".into()]).expect("rcgen");
+        let store = CertStore::from_pems(
+            [
+                ("a.test", a.as_bytes()),
+                ("_wildcard.x.test", wild.as_bytes()),
+            ],
+            &provider(),
+        )
+        .expect("store");
+        assert_eq!(store.len(), 2);
+        assert!(store.lookup(Some("a.test")).is_some());
+        assert!(store.lookup(Some("b.x.test")).is_some());
+        assert!(store.lookup(Some("other.test")).is_none());
+        let err =
+            CertStore::from_pems([("bad.test", &b"nope"[..])], &provider()).expect_err("refused");
+        assert!(err.to_string().starts_with("bad.test: "), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -28,6 +29,8 @@ pub const DEFAULT_NAME: &str = "default";
 pub enum StoreError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error("{name}: {reason}")]
+    Pem { name: String, reason: String },
     #[error("{dir}: cannot read the certificate directory: {source}")]
     Dir {
         dir: PathBuf,
@@ -35,13 +38,54 @@ pub enum StoreError {
     },
 }
 
+/// One `*.pem` file of a certificate directory, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PemFile {
+    /// The file name without `.pem`, as found (not lowercased).
+    pub stem: String,
+    pub path: PathBuf,
+    /// Modification time when listed (the epoch if unknown).
+    pub modified: SystemTime,
+    /// Size in bytes when listed.
+    pub len: u64,
+}
+
+/// The `*.pem` files of `dir`, sorted by path, with modification time and
+/// size (metadata follows symlinks). A name that is not UTF-8 is skipped:
+/// no certificate can be served under it. The one listing the store, the
+/// certificate watcher and the admin API share.
+pub fn pem_files(dir: &Path) -> std::io::Result<Vec<PemFile>> {
+    let mut out: Vec<PemFile> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .filter_map(|path| {
+            let stem = path.file_stem()?.to_str()?.to_string();
+            let meta = std::fs::metadata(&path).ok();
+            Some(PemFile {
+                stem,
+                modified: meta
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                len: meta.map_or(0, |m| m.len()),
+                path,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// Certificates by the name they serve (lowercase; wildcards as `*.suffix`).
 #[derive(Default, Debug)]
 pub struct CertStore {
     by_name: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
-    /// Files and modification times this store was built from (change detection).
-    pub fingerprint: Vec<(PathBuf, std::time::SystemTime, u64)>,
+    /// The files this store was built from, as listed before they were read
+    /// (change detection: a file changed after the listing shows up as a
+    /// difference on the next scan).
+    pub fingerprint: Vec<PemFile>,
 }
 
 impl CertStore {
@@ -49,39 +93,46 @@ impl CertStore {
     /// (the previous store keeps serving).
     pub fn load(dir: &Path, provider: &CryptoProvider) -> Result<CertStore, StoreError> {
         let mut store = CertStore::default();
-        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Dir {
+        let files = pem_files(dir).map_err(|source| StoreError::Dir {
             dir: dir.to_path_buf(),
             source,
         })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-            .collect();
-        files.sort();
-        for path in files {
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            let key = load_certified_key(&path, provider)?;
-            let meta = std::fs::metadata(&path).ok();
-            store.fingerprint.push((
-                path.clone(),
-                meta.as_ref()
-                    .and_then(|m| m.modified().ok())
-                    .unwrap_or(std::time::UNIX_EPOCH),
-                meta.map_or(0, |m| m.len()),
-            ));
-            let stem = stem.to_ascii_lowercase();
-            if stem == DEFAULT_NAME {
-                store.default = Some(key);
-            } else if let Some(suffix) = stem.strip_prefix(WILDCARD_PREFIX) {
-                store.by_name.insert(format!("*.{suffix}"), key);
-            } else {
-                store.by_name.insert(stem, key);
-            }
+        for file in files {
+            let key = load_certified_key(&file.path, provider)?;
+            store.insert(&file.stem, key);
+            store.fingerprint.push(file);
         }
         Ok(store)
+    }
+
+    /// Build a store from PEMs in memory, `(file stem, chain + key)` (e.g.
+    /// certificates that arrive from elsewhere than the directory): same
+    /// naming and checks as [`CertStore::load`]; `fingerprint` stays empty.
+    pub fn from_pems<'a>(
+        pems: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        provider: &CryptoProvider,
+    ) -> Result<CertStore, StoreError> {
+        let mut store = CertStore::default();
+        for (stem, pem) in pems {
+            let key = certified_key(pem, provider).map_err(|reason| StoreError::Pem {
+                name: stem.to_string(),
+                reason,
+            })?;
+            store.insert(stem, key);
+        }
+        Ok(store)
+    }
+
+    /// File stem → the name it serves: `default`, `_wildcard.x` → `*.x`.
+    fn insert(&mut self, stem: &str, key: Arc<CertifiedKey>) {
+        let stem = stem.to_ascii_lowercase();
+        if stem == DEFAULT_NAME {
+            self.default = Some(key);
+        } else if let Some(suffix) = stem.strip_prefix(WILDCARD_PREFIX) {
+            self.by_name.insert(format!("*.{suffix}"), key);
+        } else {
+            self.by_name.insert(stem, key);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -118,22 +169,29 @@ fn load_certified_key(
         reason,
     };
     let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+    certified_key(&pem, provider).map_err(err)
+}
+
+/// A certificate chain and its private key from one PEM: the chain parses
+/// and is not empty, the key loads with `provider` and matches the first
+/// (leaf) certificate. The error is a reason for the operator.
+pub fn certified_key(pem: &[u8], provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("bad certificate PEM: {e}")))?;
+        .map_err(|e| format!("bad certificate PEM: {e}"))?;
     if chain.is_empty() {
-        return Err(err("no certificate in the file".into()));
+        return Err("no certificate in the file".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(&pem)
-        .map_err(|e| err(format!("no usable private key: {e}")))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("no usable private key: {e}"))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| err(format!("unsupported private key: {e}")))?;
+        .map_err(|e| format!("unsupported private key: {e}"))?;
     let certified = CertifiedKey::new(chain, signing);
     certified
         .keys_match()
-        .map_err(|e| err(format!("key does not match the certificate: {e}")))?;
+        .map_err(|e| format!("key does not match the certificate: {e}"))?;
     Ok(Arc::new(certified))
 }
 

@@ -21,19 +21,20 @@ use super::body::BodyKind;
 use super::head::{Headers, is_tchar, list_elements};
 use super::request::RequestHead;
 use super::response::ResponseHead;
+use crate::http::CONNECTION_SPECIFIC;
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`)
-/// and the framing fields that are re-emitted from `body` (RFC 9112 §6).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "transfer-encoding",
-    "content-length",
-];
+/// Dropped when forwarding, besides [`CONNECTION_SPECIFIC`]: the other
+/// hop-by-hop fields (`TE`, `Trailer`: RFC 9110 §7.6.1) and
+/// `Content-Length`, which is re-emitted from `body` (RFC 9112 §6).
+const ALSO_HOP_BY_HOP: &[&str] = &["te", "trailer", "content-length"];
+
+/// A field never copied from the received head.
+fn hop_by_hop(name: &str) -> bool {
+    CONNECTION_SPECIFIC
+        .iter()
+        .chain(ALSO_HOP_BY_HOP)
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
 
 /// Write the request head toward a backend: always `HTTP/1.1`, persistent
 /// (no `Connection` field) unless this is an upgrade, in which case
@@ -244,7 +245,7 @@ fn forwarded_fields<'a>(
             .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     };
     headers.iter().filter_map(move |(name, value)| {
-        let dropped = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        let dropped = hop_by_hop(name)
             || extra.iter().any(|(e, _)| name.eq_ignore_ascii_case(e))
             || (!protected.iter().any(|p| name.eq_ignore_ascii_case(p)) && connection_named(name));
         (!dropped).then_some((name.as_str(), value.as_slice()))

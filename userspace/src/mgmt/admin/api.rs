@@ -9,8 +9,8 @@
 //! write-back + snapshot swap, so a restart keeps the change).
 //! Must not: hold the Manager lock across anything but its own short,
 //! local work (file reads/writes, map syscalls). Draining is runtime state
-//! (not in the file): it is carried over when a change rebuilds an app's
-//! balancer.
+//! (not in the file); `Manager` carries it over when a change rebuilds an
+//! app's balancer, as for any reload.
 //! Fed by: `admin.rs` with an authenticated [`Request`]. Emits: a
 //! [`Response`].
 
@@ -189,16 +189,10 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             "text/plain; version=0.0.4; charset=utf-8",
             crate::mgmt::metrics::render(m),
         ),
-        (Route::Reload, _) => {
-            let drained = drained(m);
-            match m.reload() {
-                Ok(()) => {
-                    restore_drained(m, &drained);
-                    Response::json(200, &json!({ "reloaded": true }))
-                }
-                Err(e) => Response::error(409, "invalid_config", format!("{e:#}")),
-            }
-        }
+        (Route::Reload, _) => match m.reload() {
+            Ok(()) => Response::json(200, &json!({ "reloaded": true })),
+            Err(e) => Response::error(409, "invalid_config", format!("{e:#}")),
+        },
         (Route::XdpStats, _) => match &m.xdp {
             None => xdp_off(),
             Some(rt) => match rt.maps().stats() {
@@ -386,11 +380,8 @@ fn commit(m: &mut Manager, edit: Edit) -> Result<(), Response> {
     })?;
     let new = Config::parse(&m.path, &new_text)
         .map_err(|e| Response::error(409, "invalid_config", reason(&e)))?;
-    let drained = drained(m);
     m.apply(new, &new_text)
-        .map_err(|e| Response::error(500, "apply_failed", format!("{e:#}")))?;
-    restore_drained(m, &drained);
-    Ok(())
+        .map_err(|e| Response::error(500, "apply_failed", format!("{e:#}")))
 }
 
 /// The validator's message without the file name in front.
@@ -404,33 +395,6 @@ fn reason(e: &ConfigError) -> String {
             ..
         } => format!("line {line}, column {column}: {message}"),
         ConfigError::Read { .. } => e.to_string(),
-    }
-}
-
-/// Backends now draining, by app name.
-fn drained(m: &Manager) -> Vec<(String, SocketAddr)> {
-    let snapshot = m.shared.snapshot.load_full();
-    snapshot
-        .apps
-        .iter()
-        .flat_map(|app| {
-            app.balancer
-                .backends()
-                .iter()
-                .filter(|b| b.is_draining())
-                .map(|b| (app.name.clone(), b.addr))
-        })
-        .collect()
-}
-
-/// Drain again what was draining before a rebuild (a new balancer starts
-/// with every backend in rotation).
-fn restore_drained(m: &Manager, drained: &[(String, SocketAddr)]) {
-    let snapshot = m.shared.snapshot.load_full();
-    for (name, addr) in drained {
-        if let Some(app) = snapshot.apps.iter().find(|a| &a.name == name) {
-            app.balancer.set_draining(*addr, true);
-        }
     }
 }
 
