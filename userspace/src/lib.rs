@@ -4,6 +4,8 @@
 pub mod accesslog;
 pub mod compress;
 pub mod config;
+pub mod control;
+pub mod exchange;
 pub mod http;
 pub mod metrics;
 pub mod mgmt;
@@ -13,4 +15,6 @@ pub mod sched;
 pub mod snapshot;
 pub mod sticky;
 pub mod time_fmt;
+pub mod timer;
 pub mod tls;
+pub mod upstream;

@@ -136,9 +136,9 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let shared = portier::reactor::Shared::new(
+    let control = portier::control::Control::new(
         portier::snapshot::Snapshot::build(&config),
-        config.server.threads,
+        portier::reactor::effective_threads(config.server.threads),
         access_log,
     );
     let tls = if config.server.https.is_empty() {
@@ -167,11 +167,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         Vec::new()
     } else {
         let r = portier::reactor::spawn(
-            shared.clone(),
+            control.clone(),
             &config.server.http,
             &config.server.https,
             tls.as_ref().map(|t| t.config.clone()),
-            config.server.threads,
         )
         .context("starting the reactors")?;
         for addr in &config.server.http {
@@ -196,7 +195,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let probes = tokio::spawn(portier::mgmt::probe::run(shared.clone()));
+        let probes = tokio::spawn(portier::mgmt::probe::run(control.clone()));
         let certs = tls.clone().map(|t| {
             tokio::spawn(portier::mgmt::certs::watch(
                 t,
@@ -209,7 +208,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let manager = Arc::new(tokio::sync::Mutex::new(Manager::new(
             path.clone(),
             config.clone(),
-            shared.clone(),
+            control.clone(),
             xdp.take(),
         )));
         let admin = admin.map(|a| {
@@ -224,7 +223,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
                 _ = usr1.recv() => {
-                    if let Some(log) = &shared.access_log {
+                    if let Some(log) = &control.access_log {
                         log.reopen();
                         tracing::info!("SIGUSR1: access log reopened");
                     }
@@ -251,7 +250,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    portier::reactor::shutdown(&shared, reactors);
+    portier::reactor::shutdown(&control, reactors);
     drop(xdp);
     eprintln!("portier: stopped");
     Ok(())

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::reactor::Shared;
+use crate::control::Control;
 
 /// Upper bounds (seconds) of the request latency histogram.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -49,11 +49,11 @@ impl ReactorCounters {
     }
 }
 
-fn sum(shared: &Shared, f: impl Fn(&ReactorCounters) -> u64) -> u64 {
-    shared.counters.iter().map(f).sum()
+fn sum(control: &Control, f: impl Fn(&ReactorCounters) -> u64) -> u64 {
+    control.counters.iter().map(f).sum()
 }
 
-pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
+pub fn render_reactor_counters(control: &Control, out: &mut String) {
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let _ = writeln!(
         out,
@@ -67,7 +67,7 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
         let _ = writeln!(
             out,
             "portier_responses_total{{class=\"{class}\"}} {}",
-            sum(shared, |c| load(&c.responses[i]))
+            sum(control, |c| load(&c.responses[i]))
         );
     }
     let _ = writeln!(out, "# HELP portier_requests_total Requests by protocol.");
@@ -75,12 +75,12 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_requests_total{{protocol=\"http/1.1\"}} {}",
-        sum(shared, |c| load(&c.http1_requests))
+        sum(control, |c| load(&c.http1_requests))
     );
     let _ = writeln!(
         out,
         "portier_requests_total{{protocol=\"h2\"}} {}",
-        sum(shared, |c| load(&c.http2_requests))
+        sum(control, |c| load(&c.http2_requests))
     );
     let _ = writeln!(
         out,
@@ -90,7 +90,7 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_http2_streams_reset_total {}",
-        sum(shared, |c| load(&c.http2_streams_reset))
+        sum(control, |c| load(&c.http2_streams_reset))
     );
     let _ = writeln!(
         out,
@@ -100,7 +100,7 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_http2_goaways_total {}",
-        sum(shared, |c| load(&c.http2_goaways))
+        sum(control, |c| load(&c.http2_goaways))
     );
     let _ = writeln!(
         out,
@@ -109,13 +109,13 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(out, "# TYPE portier_request_duration_seconds histogram");
     let mut cumulative = 0;
     for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-        cumulative += sum(shared, |c| load(&c.latency_buckets[i]));
+        cumulative += sum(control, |c| load(&c.latency_buckets[i]));
         let _ = writeln!(
             out,
             "portier_request_duration_seconds_bucket{{le=\"{b}\"}} {cumulative}"
         );
     }
-    cumulative += sum(shared, |c| load(&c.latency_buckets[LATENCY_BUCKETS.len()]));
+    cumulative += sum(control, |c| load(&c.latency_buckets[LATENCY_BUCKETS.len()]));
     let _ = writeln!(
         out,
         "portier_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
@@ -123,7 +123,7 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_request_duration_seconds_sum {}",
-        sum(shared, |c| load(&c.latency_sum_us)) as f64 / 1e6
+        sum(control, |c| load(&c.latency_sum_us)) as f64 / 1e6
     );
     let _ = writeln!(out, "portier_request_duration_seconds_count {cumulative}");
     let _ = writeln!(
@@ -134,12 +134,12 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_tls_handshakes_total{{version=\"1.2\"}} {}",
-        sum(shared, |c| load(&c.tls_handshakes_tls12))
+        sum(control, |c| load(&c.tls_handshakes_tls12))
     );
     let _ = writeln!(
         out,
         "portier_tls_handshakes_total{{version=\"1.3\"}} {}",
-        sum(shared, |c| load(&c.tls_handshakes_tls13))
+        sum(control, |c| load(&c.tls_handshakes_tls13))
     );
     let _ = writeln!(
         out,
@@ -149,7 +149,7 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_tls_resumed_total {}",
-        sum(shared, |c| load(&c.tls_handshakes_resumed))
+        sum(control, |c| load(&c.tls_handshakes_resumed))
     );
     let _ = writeln!(
         out,
@@ -159,6 +159,6 @@ pub fn render_reactor_counters(shared: &Shared, out: &mut String) {
     let _ = writeln!(
         out,
         "portier_connections_accepted_total {}",
-        sum(shared, |c| load(&c.connections_accepted))
+        sum(control, |c| load(&c.connections_accepted))
     );
 }

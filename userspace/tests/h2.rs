@@ -562,3 +562,23 @@ fn an_h2_connection_idle_after_a_long_stream_is_closed() {
     assert_eq!(r["goaway_code"], 0, "{r}");
     assert_eq!(r["closed"], true, "{r}");
 }
+#[test]
+fn a_queued_h2_stream_gets_its_queue_timeout() {
+    let b = Backend::start("b");
+    let p = start_with(
+        &b,
+        "max_conns_per_backend = 1\n",
+        "[limits]\nqueue_timeout_ms = 1000\n",
+    );
+    let r = attack(p.port, "queued_stream");
+    let queued = &r["fields"]["3"];
+    assert_eq!(queued[":status"], "503", "{r}");
+    assert_eq!(queued["x-portier-error"], "queue_timeout", "{r}");
+    assert!(
+        queued["x-request-id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "Portier's own answers carry X-Request-ID over HTTP/2 too: {r}"
+    );
+    assert_eq!(r["fields"]["1"][":status"], "200", "{r}");
+}

@@ -656,3 +656,140 @@ fn idle_keepalive_and_idle_tunnels_are_closed() {
         "a silent WebSocket is closed after the tunnel idle timeout"
     );
 }
+
+/// Backends that record the order requests reach them and answer only
+/// when the test releases one response at a time (shared by all of them).
+struct Gate {
+    state: std::sync::Mutex<(Vec<String>, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    fn start(n: usize) -> (Arc<Gate>, Vec<std::net::SocketAddr>) {
+        let gate = Arc::new(Gate {
+            state: std::sync::Mutex::new((Vec::new(), 0)),
+            changed: std::sync::Condvar::new(),
+        });
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            addrs.push(l.local_addr().expect("addr"));
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                for s in l.incoming().flatten() {
+                    let gate = gate.clone();
+                    std::thread::spawn(move || gate.serve(s));
+                }
+            });
+        }
+        (gate, addrs)
+    }
+
+    /// Keep-alive: record each request's path, wait for a release, answer.
+    fn serve(&self, mut s: TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match std::io::Read::read(&mut s, &mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            let mut st = self.state.lock().expect("lock");
+            st.0.push(path);
+            self.changed.notify_all();
+            while st.1 == 0 {
+                st = self.changed.wait(st).expect("wait");
+            }
+            st.1 -= 1;
+            drop(st);
+            if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn arrivals(&self) -> Vec<String> {
+        self.state.lock().expect("lock").0.clone()
+    }
+
+    /// Let one held request be answered, then wait until `n` requests in
+    /// all have arrived (the freed slot reached the next in the queue).
+    fn release_one_and_wait_for(&self, n: usize) {
+        let mut st = self.state.lock().expect("lock");
+        st.1 += 1;
+        self.changed.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while st.0.len() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "only {} of {n} requests arrived",
+                st.0.len()
+            );
+            st = self.changed.wait_timeout(st, left).expect("wait").0;
+        }
+    }
+}
+
+#[test]
+fn queued_requests_are_served_in_arrival_order_across_reactor_threads() {
+    // Two reactor threads, two backends of one slot each, both held busy;
+    // 40 requests arrive 40 ms apart on new connections (spread over both
+    // reactors by SO_REUSEPORT) and wait in the app's queue. Each freed
+    // slot must go to the oldest waiting request, whichever thread holds it.
+    let (gate, addrs) = Gate::start(2);
+    let backends: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    let cfg = format!(
+        "[[apps]]\nname = \"fifo\"\ndomains = [\"{HOST}\"]\nbackends = [{}]\nmax_conns_per_backend = 1\n",
+        backends.join(", ")
+    );
+    let p = Proxy::start_with_threads(2, "", &cfg);
+    let send = |path: String| {
+        let addr = p.addr;
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("send");
+            let mut out = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut out);
+            out
+        })
+    };
+    let mut clients = vec![send("/hold/a".into()), send("/hold/b".into())];
+    let t0 = std::time::Instant::now();
+    while gate.arrivals().len() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "holders never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for i in 0..40 {
+        clients.push(send(format!("/n/{i:02}")));
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert_eq!(gate.arrivals().len(), 2, "the 40 wait in the queue");
+    for k in 0..40 {
+        gate.release_one_and_wait_for(3 + k);
+    }
+    gate.release_one_and_wait_for(42);
+    gate.release_one_and_wait_for(42);
+    for c in clients {
+        let out = c.join().expect("client");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+    let order: Vec<String> = gate.arrivals().into_iter().skip(2).collect();
+    let want: Vec<String> = (0..40).map(|i| format!("/n/{i:02}")).collect();
+    assert_eq!(order, want, "arrival order at the backends");
+}

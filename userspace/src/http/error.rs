@@ -112,6 +112,30 @@ pub enum HttpError {
     /// Backend closed before the body was complete.
     #[error("upstream response body incomplete")]
     UpstreamIncompleteBody,
+    /// The request head did not arrive whole within the header timeout.
+    #[error("request head timed out")]
+    PeerHeaderTimeout,
+    /// No app serves this host (SPEC §4: unknown host → 404).
+    #[error("unknown host")]
+    RouteUnknownHost,
+    /// The app's queue is full (SPEC §3: 503 at once).
+    #[error("queue full")]
+    QueueFull,
+    /// The request waited in the app's queue for longer than its timeout.
+    #[error("queue timeout")]
+    QueueTimeout,
+    /// No healthy backend (all quarantined, draining, or retries used up).
+    #[error("no backend available")]
+    NoBackend,
+    /// The backend did not accept the connection in time.
+    #[error("upstream connect timeout")]
+    UpstreamConnectTimeout,
+    /// The backend did not answer (or went silent mid-response) in time.
+    #[error("upstream read timeout")]
+    UpstreamReadTimeout,
+    /// The backend cut the connection after the request was sent.
+    #[error("upstream connection failed")]
+    UpstreamConnectionFailed,
 }
 
 impl HttpError {
@@ -120,6 +144,11 @@ impl HttpError {
         use HttpError::*;
         match self {
             PeerUnsupportedVersion => 505,
+            PeerHeaderTimeout => 408,
+            RouteUnknownHost => 404,
+            QueueFull | QueueTimeout | NoBackend => 503,
+            UpstreamConnectTimeout | UpstreamReadTimeout => 504,
+            UpstreamConnectionFailed => 502,
             LimitHeaderSection | LimitHeaderLine | LimitTooManyHeaders => 431,
             LimitUriTooLong => 414,
             LimitBody => 413,
@@ -180,6 +209,14 @@ impl HttpError {
             UpstreamInvalidFraming => "upstream_invalid_framing",
             UpstreamInvalidChunk => "upstream_invalid_chunk",
             UpstreamIncompleteBody => "upstream_incomplete_body",
+            PeerHeaderTimeout => "header_timeout",
+            RouteUnknownHost => "unknown_host",
+            QueueFull => "queue_full",
+            QueueTimeout => "queue_timeout",
+            NoBackend => "no_backend_available",
+            UpstreamConnectTimeout => "upstream_connect_timeout",
+            UpstreamReadTimeout => "upstream_read_timeout",
+            UpstreamConnectionFailed => "upstream_connection_failed",
         }
     }
 
@@ -203,7 +240,15 @@ impl HttpError {
             | UpstreamHeaderTooLarge
             | UpstreamInvalidFraming
             | UpstreamInvalidChunk
-            | UpstreamIncompleteBody => self,
+            | UpstreamIncompleteBody
+            | UpstreamConnectTimeout
+            | UpstreamReadTimeout
+            | UpstreamConnectionFailed
+            | PeerHeaderTimeout
+            | RouteUnknownHost
+            | QueueFull
+            | QueueTimeout
+            | NoBackend => self,
             PeerInvalidRequestLine
             | PeerUnsupportedVersion
             | PeerInvalidHeaderName
@@ -224,6 +269,47 @@ impl HttpError {
 
     /// Every variant, for documentation checks and tests.
     pub const ALL: &'static [HttpError] = &[
+        HttpError::PeerInvalidRequestLine,
+        HttpError::PeerUnsupportedVersion,
+        HttpError::PeerInvalidHeaderName,
+        HttpError::PeerInvalidHeaderValue,
+        HttpError::PeerObsFold,
+        HttpError::PeerConflictingContentLength,
+        HttpError::PeerInvalidContentLength,
+        HttpError::PeerContentLengthWithTransferEncoding,
+        HttpError::PeerUnknownTransferCoding,
+        HttpError::PeerInvalidTransferEncoding,
+        HttpError::PeerTransferEncodingInHttp10,
+        HttpError::PeerMissingHost,
+        HttpError::PeerMultipleHost,
+        HttpError::PeerInvalidHost,
+        HttpError::PeerInvalidChunkSize,
+        HttpError::PeerInvalidChunkFraming,
+        HttpError::PeerIncompleteBody,
+        HttpError::LimitHeaderSection,
+        HttpError::LimitHeaderLine,
+        HttpError::LimitTooManyHeaders,
+        HttpError::LimitUriTooLong,
+        HttpError::LimitBody,
+        HttpError::LimitChunkExtension,
+        HttpError::UpstreamInvalidResponse,
+        HttpError::UpstreamHeaderTooLarge,
+        HttpError::UpstreamInvalidFraming,
+        HttpError::UpstreamInvalidChunk,
+        HttpError::UpstreamIncompleteBody,
+        HttpError::PeerHeaderTimeout,
+        HttpError::RouteUnknownHost,
+        HttpError::QueueFull,
+        HttpError::QueueTimeout,
+        HttpError::NoBackend,
+        HttpError::UpstreamConnectTimeout,
+        HttpError::UpstreamReadTimeout,
+        HttpError::UpstreamConnectionFailed,
+    ];
+
+    /// The variants the HTTP/1.1 codec produces (the first 28 of `ALL`);
+    /// the others come from routing, scheduling and timers.
+    pub const CODEC: &'static [HttpError] = &[
         HttpError::PeerInvalidRequestLine,
         HttpError::PeerUnsupportedVersion,
         HttpError::PeerInvalidHeaderName,
@@ -279,7 +365,13 @@ mod tests {
         for e in HttpError::ALL {
             let s = e.status();
             match e.code() {
+                c if c.ends_with("_timeout") && c.starts_with("upstream_") => {
+                    assert_eq!(s, 504, "{c}")
+                }
                 c if c.starts_with("upstream_") => assert_eq!(s, 502, "{c}"),
+                "unknown_host" => assert_eq!(s, 404),
+                "header_timeout" => assert_eq!(s, 408),
+                "queue_full" | "queue_timeout" | "no_backend_available" => assert_eq!(s, 503),
                 _ => assert!(matches!(s, 400 | 413 | 414 | 431 | 505), "{e:?} -> {s}"),
             }
         }
@@ -294,7 +386,7 @@ mod tests {
 
     #[test]
     fn to_upstream_always_yields_502() {
-        for e in HttpError::ALL {
+        for e in HttpError::CODEC {
             let u = e.to_upstream();
             assert_eq!(u.status(), 502, "{e:?} -> {u:?}");
             assert!(u.is_upstream());
@@ -305,6 +397,7 @@ mod tests {
     #[test]
     fn all_lists_every_variant_once() {
         // A new variant must be added to ALL, status, code, and the table.
-        assert_eq!(HttpError::ALL.len(), 28);
+        assert_eq!(HttpError::ALL.len(), 36);
+        assert_eq!(HttpError::CODEC, &HttpError::ALL[..28]);
     }
 }

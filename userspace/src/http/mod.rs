@@ -15,7 +15,7 @@
 //!  client bytes ─► BodyDecoder::for_request(head.body) ─► raw framing or payload ranges ─► backend
 //!  backend bytes ─► h1::parse_response_head ─► ResponseHead ─► h1::encode_response_head ─► client
 //!  backend bytes ─► BodyDecoder::for_response(head.body) ─► raw or payload ranges ─► client
-//!  any HttpError ─► h1::error_response(err.status(), err.code(), ...) ─► client
+//!  any HttpError ─► answer::Answer::error(err, request_id) ─► h1 bytes | h2 HEADERS+DATA ─► client
 //! ```
 //!
 //! * [`h1::parse_request_head`] returns `Ok(None)` while the head is
@@ -61,7 +61,19 @@
 //! | `upstream_invalid_framing`              | 502 | backend CL/TE ambiguous or unsupported |
 //! | `upstream_invalid_chunk`                | 502 | backend chunked body malformed |
 //! | `upstream_incomplete_body`              | 502 | backend closed mid-body |
+//! | `header_timeout`                        | 408 | request head not whole within the header timeout |
+//! | `unknown_host`                          | 404 | no app serves the host |
+//! | `queue_full`                            | 503 | the app's queue is full |
+//! | `queue_timeout`                         | 503 | waited in the queue past its timeout |
+//! | `no_backend_available`                  | 503 | no healthy backend, or retries used up |
+//! | `upstream_connect_timeout`              | 504 | backend did not accept in time |
+//! | `upstream_read_timeout`                 | 504 | backend did not answer in time |
+//! | `upstream_connection_failed`            | 502 | backend cut the connection after the request |
+//!
+//! Portier's own answers (these errors, and redirects) are written by
+//! [`answer::Answer`] for both protocols.
 
+pub mod answer;
 pub mod error;
 pub mod forward;
 pub mod h1;

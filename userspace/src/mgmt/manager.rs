@@ -16,14 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::mgmt::bpf::XdpRuntime;
-use crate::reactor::Shared;
 use crate::snapshot::Snapshot;
 
 pub struct Manager {
     pub path: PathBuf,
     pub config: Config,
-    pub shared: Arc<Shared>,
+    pub control: Arc<Control>,
     pub xdp: Option<XdpRuntime>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -33,13 +33,13 @@ impl Manager {
     pub fn new(
         path: PathBuf,
         config: Config,
-        shared: Arc<Shared>,
+        control: Arc<Control>,
         xdp: Option<XdpRuntime>,
     ) -> Manager {
         Manager {
             path,
             config,
-            shared,
+            control,
             xdp,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -81,7 +81,7 @@ impl Manager {
         }
         // New listeners open on every reactor (all bound first: a busy port
         // refuses the whole reload); removed ones close; the others stay.
-        self.shared
+        self.control
             .change_listeners(
                 (&self.config.server.http, &self.config.server.https),
                 (&new.server.http, &new.server.https),
@@ -91,10 +91,10 @@ impl Manager {
             rt.update_policy(&new.xdp)
                 .context("updating the XDP maps")?;
         }
-        let previous = self.shared.snapshot.load_full();
+        let previous = self.control.snapshot.load_full();
         let snapshot = Snapshot::rebuild(&new, Some(&previous));
         carry_over_draining(&previous, &snapshot);
-        self.shared.snapshot.store(Arc::new(snapshot));
+        self.control.snapshot.store(Arc::new(snapshot));
         self.config = new;
         Ok(())
     }

@@ -17,7 +17,7 @@ fn label(v: &str) -> String {
 
 pub fn render(manager: &Manager) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    let snapshot = manager.shared.snapshot.load_full();
+    let snapshot = manager.control.snapshot.load_full();
 
     let _ = writeln!(
         out,
@@ -175,6 +175,6 @@ pub fn render(manager: &Manager) -> String {
             );
         }
     }
-    crate::metrics::render_reactor_counters(&manager.shared, &mut out);
+    crate::metrics::render_reactor_counters(&manager.control, &mut out);
     out
 }

@@ -1,83 +1,54 @@
 //! HTTP/2 client connections in the reactor: the sans-IO
 //! `http::h2::ServerConn` fed from the TLS plaintext, each stream an
 //! exchange on the shared request path (routing, queue, round-robin,
-//! backend pool), its HTTP/1.1 response re-framed as HEADERS and DATA.
+//! backend pool), its HTTP/1.1 response re-framed as HEADERS and DATA by
+//! the same body pipeline HTTP/1.1 uses.
 //!
 //! Backpressure both ways: request DATA is credited back to the client
 //! (WINDOW_UPDATE) only as it is forwarded to the backend; a response
 //! stream whose send window is empty stops reading its backend until the
 //! client opens the window again.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use mio::Token;
 
 use super::conn::*;
-use super::exchange::Routed;
-use super::proxy::{Reactor, UNKNOWN_HOST};
+use super::core::{Reactor, tok};
+use super::dispatch::Routed;
+use crate::exchange::{Downstream, ExchangeId, H2Stream, RequestBody, pump};
+use crate::http::CONNECTION_SPECIFIC;
+use crate::http::HttpError;
+use crate::http::answer::Answer;
 use crate::http::h1::{
     BodyDecoder, BodyKind, Host, RequestHead, ResponseHead, encode_chunk, encode_last_chunk,
 };
 use crate::http::h2::{ErrorCode, Event, H2Request, H2Settings, ServerConn, StreamId};
 
-/// Response header fields that do not exist in HTTP/2 (RFC 9113 §8.2.2).
-const CONNECTION_SPECIFIC: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
-
 impl Reactor {
-    /// Once per TLS connection, when the handshake completes: count it
-    /// (version, resumption) and switch a client that negotiated `h2`.
-    pub(super) fn after_handshake(&mut self, token: Token) {
+    /// ALPN chose h2: from here the connection machine reads the bytes, and
+    /// the connection's clock is the keep-alive idle timeout, not the
+    /// header timeout armed at accept.
+    pub(super) fn become_h2(&mut self, token: Token) {
         let limits = self.snapshot.limits;
+        let at = self.now + self.snapshot.timeouts.keepalive;
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
-        let Some(tls) = c.tls.as_ref() else {
-            return;
-        };
-        if c.handshake_seen || tls.is_handshaking() {
-            return;
-        }
-        c.handshake_seen = true;
-        let v13 = tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
-        let resumed = matches!(tls.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-        let h2 = tls.alpn_protocol() == Some(b"h2");
-        let became_h2 = h2 && matches!(c.state, ClientState::Idle);
-        if became_h2 {
-            c.state = ClientState::H2(Box::new(H2Client {
-                conn: ServerConn::new(H2Settings::default(), limits),
-                streams: Default::default(),
-            }));
-            c.head_started = None;
-        }
-        if let Some(counters) = self.counters() {
-            let version = if v13 {
-                &counters.tls_handshakes_tls13
-            } else {
-                &counters.tls_handshakes_tls12
-            };
-            version.fetch_add(1, Ordering::Relaxed);
-            if resumed {
-                counters
-                    .tls_handshakes_resumed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if became_h2 {
-            // From here the connection's clock is the keep-alive idle
-            // timeout, not the header timeout armed at accept.
-            let at = self.now + self.snapshot.timeouts.keepalive;
-            self.arm(token, at);
-        }
+        c.state = ClientState::H2(Box::new(H2Client {
+            conn: ServerConn::new(H2Settings::default(), limits),
+            streams: HashMap::new(),
+        }));
+        c.head_started = None;
+        c.clear_timer(ClientTimer::Header);
+        c.set_timer(ClientTimer::Idle, at);
+        self.schedule_conn(token);
     }
 
     /// Feed buffered bytes to the connection machine and act on its events.
     pub(super) fn h2_progress(&mut self, token: Token) {
+        let mut events = Vec::new();
         loop {
             let now = self.now;
             let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
@@ -88,14 +59,13 @@ impl Reactor {
             };
             let used = h.conn.handle_input(&c.rbuf, now);
             c.rbuf.drain(..used);
-            let mut events = Vec::new();
             while let Some(ev) = h.conn.poll_event() {
                 events.push(ev);
             }
             if events.is_empty() {
                 break;
             }
-            for ev in events {
+            for ev in events.drain(..) {
                 self.h2_event(token, ev);
             }
             if used == 0 {
@@ -107,7 +77,7 @@ impl Reactor {
             return;
         };
         if c.eof && c.rbuf.is_empty() {
-            c.close_after_flush = true;
+            c.closing = true;
             self.client_flush(token);
         } else if c.read_paused && c.rbuf.len() < HIGH_WATER {
             // Reading stopped at the buffer limit; the machine took bytes.
@@ -126,7 +96,7 @@ impl Reactor {
         };
         h.conn.poll_output(&mut c.wbuf);
         if h.conn.is_closed() {
-            c.close_after_flush = true;
+            c.closing = true;
         }
         self.client_flush(token);
     }
@@ -146,25 +116,26 @@ impl Reactor {
                 let Some(xid) = self.h2_xid(token, stream.0) else {
                     return;
                 };
-                if let Some(ex) = self.exchanges.get_mut(xid)
-                    && let RequestBody::H2 {
+                if let Some(ex) = self.exchanges.get_mut(xid.0) {
+                    if let Some(s) = ex.h2_mut() {
+                        s.unreleased += data.len();
+                    }
+                    if let RequestBody::H2 {
                         pending,
                         chunked,
                         ended,
                     } = &mut ex.body
-                {
-                    ex.h2_unreleased += data.len();
-                    if *chunked {
-                        if !data.is_empty() {
+                    {
+                        if *chunked {
                             encode_chunk(&data, pending);
+                            if end_stream {
+                                encode_last_chunk(pending);
+                            }
+                        } else {
+                            pending.extend_from_slice(&data);
                         }
-                        if end_stream {
-                            encode_last_chunk(pending);
-                        }
-                    } else {
-                        pending.extend_from_slice(&data);
+                        *ended |= end_stream;
                     }
-                    *ended |= end_stream;
                 }
                 self.pump_request_body(xid);
             }
@@ -172,7 +143,7 @@ impl Reactor {
                 let Some(xid) = self.h2_xid(token, stream.0) else {
                     return;
                 };
-                if let Some(ex) = self.exchanges.get_mut(xid)
+                if let Some(ex) = self.exchanges.get_mut(xid.0)
                     && let RequestBody::H2 {
                         pending,
                         chunked,
@@ -187,15 +158,21 @@ impl Reactor {
                 self.pump_request_body(xid);
             }
             Event::Rejected { stream, error } => {
-                if let Some(xid) = self.h2_xid(token, stream.0) {
-                    self.drop_exchange(xid);
-                    self.h2_forget(token, stream.0);
-                }
-                let header = self.snapshot.error_header.clone();
+                let id = match self.h2_xid(token, stream.0) {
+                    Some(xid) => {
+                        let id = self
+                            .exchanges
+                            .get(xid.0)
+                            .map(|ex| ex.request.request_id.clone());
+                        self.drop_exchange(xid);
+                        self.h2_forget(token, stream.0);
+                        id
+                    }
+                    None => None,
+                };
+                let id = id.unwrap_or_else(|| self.request_uuid().to_string());
                 self.count_response(error.status(), None);
-                if let Some(h) = self.h2_client(token) {
-                    let _ = h.conn.reject(stream, error.status(), error.code(), &header);
-                }
+                self.h2_answer(token, stream.0, &Answer::error(error, id), false);
             }
             Event::StreamReset { stream, .. } => {
                 // The client cancelled (or broke) the stream: its backend
@@ -210,7 +187,11 @@ impl Reactor {
             }
             Event::CapacityAvailable { stream } => {
                 if let Some(xid) = self.h2_xid(token, stream.0)
-                    && let Some(up) = self.exchanges.get(xid).and_then(|ex| ex.upstream)
+                    && let Some(up) = self
+                        .exchanges
+                        .get(xid.0)
+                        .and_then(|ex| ex.upstream())
+                        .map(tok)
                 {
                     self.h2_response_body(xid, up);
                     if matches!(self.conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused) {
@@ -224,7 +205,7 @@ impl Reactor {
                     c.http2_goaways.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(Conn::Client(c)) = self.conns.get_mut(token.0) {
-                    c.close_after_flush = true;
+                    c.closing = true;
                 }
             }
         }
@@ -240,7 +221,7 @@ impl Reactor {
         }
     }
 
-    fn h2_xid(&self, token: Token, sid: u32) -> Option<usize> {
+    fn h2_xid(&self, token: Token, sid: u32) -> Option<ExchangeId> {
         match self.conns.get(token.0) {
             Some(Conn::Client(Client {
                 state: ClientState::H2(h),
@@ -253,12 +234,22 @@ impl Reactor {
     /// The stream is over for the reactor; the last one out starts the
     /// connection's idle clock again.
     fn h2_forget(&mut self, token: Token, sid: u32) {
-        if let Some(h) = self.h2_client(token)
+        let at = self.now + self.snapshot.timeouts.keepalive;
+        if let Some(Conn::Client(c)) = self.conns.get_mut(token.0)
+            && let ClientState::H2(h) = &mut c.state
             && h.streams.remove(&sid).is_some()
             && h.streams.is_empty()
         {
-            let at = self.now + self.snapshot.timeouts.keepalive;
-            self.arm(token, at);
+            c.set_timer(ClientTimer::Idle, at);
+            self.schedule_conn(token);
+        }
+    }
+
+    /// Portier's own answer on a stream (not counted here).
+    fn h2_answer(&mut self, token: Token, sid: u32, answer: &Answer, head_only: bool) {
+        let header = self.snapshot.error_header.clone();
+        if let Some(h) = self.h2_client(token) {
+            let _ = answer.send_h2(&mut h.conn, StreamId(sid), &header, head_only);
         }
     }
 
@@ -267,10 +258,14 @@ impl Reactor {
     fn h2_request(&mut self, token: Token, stream: StreamId, req: H2Request, end_stream: bool) {
         let sid = stream.0;
         let Ok(host) = crate::http::h1::parse_host(req.authority.as_bytes()) else {
-            let header = self.snapshot.error_header.clone();
-            if let Some(h) = self.h2_client(token) {
-                let _ = h.conn.reject(stream, 400, "invalid_host", &header);
-            }
+            let id = self.request_uuid().to_string();
+            self.count_response(HttpError::PeerInvalidHost.status(), None);
+            self.h2_answer(
+                token,
+                sid,
+                &Answer::error(HttpError::PeerInvalidHost, id),
+                false,
+            );
             return;
         };
         let body_kind = match (end_stream, req.content_length) {
@@ -304,37 +299,15 @@ impl Reactor {
                 ended: false,
             },
         };
-        match self.route(token, sid, &head, body) {
+        let downstream = Downstream::H2(H2Stream::new(sid));
+        match self.route(token, downstream, &head, body) {
             None => {}
-            Some(Routed::NotFound { request_id }) => {
-                let header = self.snapshot.error_header.clone();
-                self.count_response(UNKNOWN_HOST.0, None);
-                if let Some(h) = self.h2_client(token) {
-                    let _ = h
-                        .conn
-                        .reject(stream, UNKNOWN_HOST.0, UNKNOWN_HOST.1, &header);
-                }
-                let _ = request_id;
-            }
-            Some(Routed::Redirect {
-                location,
-                request_id,
-            }) => {
-                self.count_response(301, None);
-                if let Some(h) = self.h2_client(token) {
-                    let _ = h.conn.send_headers(
-                        stream,
-                        301,
-                        &[
-                            ("location", location.as_bytes()),
-                            ("x-request-id", request_id.as_bytes()),
-                        ],
-                        true,
-                    );
-                }
+            Some(Routed::Answer(a)) => {
+                self.count_response(a.status, None);
+                self.h2_answer(token, sid, &a, head.is_head());
             }
             Some(Routed::Proxy(ex)) => {
-                let xid = self.exchanges.insert(*ex);
+                let xid = ExchangeId(self.exchanges.insert(*ex));
                 if let Some(h) = self.h2_client(token) {
                     h.streams.insert(sid, xid);
                 }
@@ -344,23 +317,27 @@ impl Reactor {
     }
 
     /// Request bytes reached the backend: credit the client's window.
-    pub(super) fn h2_release_request_capacity(&mut self, xid: usize, moved: usize) {
-        let Some(ex) = self.exchanges.get_mut(xid) else {
+    pub(super) fn h2_release_request_capacity(&mut self, xid: ExchangeId, moved: usize) {
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return;
         };
-        if ex.sid == 0 || moved == 0 {
+        if moved == 0 {
             return;
         }
         let pending_empty = matches!(&ex.body, RequestBody::H2 { pending, .. } if pending.is_empty())
             || matches!(ex.body, RequestBody::None);
+        let client = tok(ex.client);
+        let Some(s) = ex.h2_mut() else {
+            return;
+        };
         // Chunk framing makes `moved` a little larger than the payload.
         let credit = if pending_empty {
-            ex.h2_unreleased
+            s.unreleased
         } else {
-            moved.min(ex.h2_unreleased)
+            moved.min(s.unreleased)
         };
-        ex.h2_unreleased -= credit;
-        let (client, sid) = (ex.client, ex.sid);
+        s.unreleased -= credit;
+        let sid = s.id;
         if let Some(h) = self.h2_client(client) {
             h.conn.release_capacity(StreamId(sid), credit);
         }
@@ -374,54 +351,49 @@ impl Reactor {
             && let ClientState::H2(h) = &c.state
             && h.streams.is_empty()
         {
-            c.close_after_flush = true;
+            c.closing = true;
         }
         self.h2_flush(client);
     }
 
+    /// The stream's exchange failed: Portier's answer when no response
+    /// started (`answer`), else RST_STREAM.
     pub(super) fn h2_fail_stream(
         &mut self,
         client: Token,
         sid: u32,
-        status: u16,
-        code: &str,
-        _id: &str,
-        started: bool,
+        answer: Option<Answer>,
+        head_only: bool,
     ) {
-        let header = self.snapshot.error_header.clone();
         self.h2_forget(client, sid);
-        if let Some(h) = self.h2_client(client) {
-            if started {
-                h.conn.reset(StreamId(sid), ErrorCode::INTERNAL_ERROR);
-            } else {
-                let _ = h.conn.reject(StreamId(sid), status, code, &header);
+        match answer {
+            Some(a) => self.h2_answer(client, sid, &a, head_only),
+            None => {
+                if let Some(h) = self.h2_client(client) {
+                    h.conn.reset(StreamId(sid), ErrorCode::INTERNAL_ERROR);
+                }
             }
         }
         self.h2_flush(client);
     }
 
-    pub(super) fn h2_reset_stream(&mut self, client: Token, sid: u32) {
-        self.h2_forget(client, sid);
-        if let Some(h) = self.h2_client(client) {
-            h.conn.reset(StreamId(sid), ErrorCode::INTERNAL_ERROR);
-        }
-        self.h2_flush(client);
-    }
-
     /// Can this stream take more response bytes now?
-    pub(super) fn h2_stream_room(&self, client: Token, sid: u32) -> bool {
-        match self.conns.get(client.0) {
+    pub(super) fn h2_stream_room(&self, xid: ExchangeId) -> bool {
+        let Some(ex) = self.exchanges.get(xid.0) else {
+            return false;
+        };
+        let Downstream::H2(s) = &ex.downstream else {
+            return false;
+        };
+        match self.conns.get(ex.client.0) {
             Some(Conn::Client(Client {
                 state: ClientState::H2(h),
                 wbuf,
                 ..
             })) => {
-                let stash_empty = h
-                    .streams
-                    .get(&sid)
-                    .and_then(|x| self.exchanges.get(*x))
-                    .is_none_or(|ex| ex.h2_stash.is_empty());
-                stash_empty && wbuf.len() < HIGH_WATER && h.conn.send_capacity(StreamId(sid)) > 0
+                s.stash.is_empty()
+                    && wbuf.len() < HIGH_WATER
+                    && h.conn.send_capacity(StreamId(s.id)) > 0
             }
             _ => false,
         }
@@ -430,7 +402,7 @@ impl Reactor {
     /// The backend's response head, as HEADERS on the stream.
     pub(super) fn h2_response_head(
         &mut self,
-        xid: usize,
+        xid: ExchangeId,
         up: Token,
         mut head: ResponseHead,
     ) -> bool {
@@ -439,12 +411,11 @@ impl Reactor {
             return true;
         }
         if head.is_switching_protocols() {
-            let e = crate::http::HttpError::UpstreamInvalidResponse;
-            self.fail_exchange(xid, (e.status(), e.code()), true);
+            self.fail_exchange(xid, HttpError::UpstreamInvalidResponse);
             return false;
         }
         let (min_size, level) = (self.snapshot.gzip_min_size, self.snapshot.gzip_level);
-        let Some(ex) = self.exchanges.get_mut(xid) else {
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return false;
         };
         let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
@@ -471,7 +442,9 @@ impl Reactor {
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
         let no_body = backend_kind == BodyKind::None;
-        let (client, sid) = (ex.client, ex.sid);
+        let (client, Some(sid)) = (tok(ex.client), ex.stream()) else {
+            return false;
+        };
         let sent = match self.h2_client(client) {
             Some(h) => h
                 .conn
@@ -486,130 +459,84 @@ impl Reactor {
             return false;
         }
         if let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) {
-            u.resp_keep_alive = head.keep_alive;
+            u.keep_alive = head.keep_alive;
         }
         if no_body {
             self.finish_exchange(xid);
             return false;
         }
-        if let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) {
-            u.resp = ResponseState::Body(BodyDecoder::for_response(
+        if let Some(ex) = self.exchanges.get_mut(xid.0) {
+            ex.decoder = Some(BodyDecoder::for_response(
                 backend_kind,
                 &self.snapshot.limits,
             ));
         }
-        let at = self.now + self.snapshot.timeouts.read;
-        self.arm(up, at);
         self.h2_flush(client);
         true
     }
 
-    /// Stream response payload as DATA within the stream's send window.
-    pub(super) fn h2_response_body(&mut self, xid: usize, up: Token) {
-        let mut done = false;
+    /// Stream response payload as DATA within the stream's send window:
+    /// decode and compress (the shared pipeline) only as much as the window
+    /// takes, keep the rest in the stream's stash.
+    pub(super) fn h2_response_body(&mut self, xid: ExchangeId, up: Token) {
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
+            return;
+        };
+        let client = tok(ex.client);
+        let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
+            return;
+        };
+        let ClientState::H2(h) = &mut c.state else {
+            return;
+        };
+        let crate::exchange::Exchange {
+            downstream: Downstream::H2(s),
+            decoder: Some(dec),
+            out,
+            log,
+            ..
+        } = ex
+        else {
+            return;
+        };
+        let sid = StreamId(s.id);
         let mut failed = false;
         loop {
-            let Some(ex) = self.exchanges.get_mut(xid) else {
-                return;
-            };
-            let (client, sid) = (ex.client, ex.sid);
-            // First what is already waiting for window.
-            if !ex.h2_stash.is_empty() || done {
-                let Some(Conn::Client(Client {
-                    state: ClientState::H2(h),
-                    ..
-                })) = self.conns.get_mut(client.0)
-                else {
-                    return;
-                };
-                let taken = h.conn.send_data(StreamId(sid), &ex.h2_stash, done);
-                ex.h2_stash.drain(..taken);
-                if let Some(l) = ex.log.as_mut() {
-                    l.bytes += taken as u64;
-                }
-                if !ex.h2_stash.is_empty() {
+            if s.stash.is_empty() && !s.body_done {
+                let room = h.conn.send_capacity(sid).min(HIGH_WATER);
+                if room == 0 || (u.rbuf.is_empty() && !u.eof) {
                     break;
                 }
-                if done {
-                    break;
-                }
-            }
-            let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) else {
-                return;
-            };
-            let ResponseState::Body(dec) = &mut u.resp else {
-                return;
-            };
-            if u.rbuf.is_empty() {
-                if u.eof {
-                    match dec.handle_eof() {
-                        Ok(()) => {
-                            done = true;
-                            finish_out(&mut ex.out, &mut ex.h2_stash);
-                            continue;
-                        }
-                        Err(_) => {
-                            failed = true;
+                match pump(dec, out, &u.rbuf, u.eof, &mut s.stash, room) {
+                    Ok(p) => {
+                        u.rbuf.drain(..p.consumed);
+                        s.body_done = p.done;
+                        if p.consumed == 0 && !p.done && s.stash.is_empty() {
                             break;
                         }
                     }
-                }
-                break;
-            }
-            match dec.decode(&u.rbuf) {
-                Ok(d) => {
-                    if let Some(r) = d.data.clone() {
-                        let payload = &u.rbuf[r];
-                        match &mut ex.out {
-                            OutMode::Gzip { gz, .. } => gz.push(payload, false, &mut ex.h2_stash),
-                            _ => ex.h2_stash.extend_from_slice(payload),
-                        }
-                    }
-                    u.rbuf.drain(..d.consumed);
-                    if d.done {
-                        done = true;
-                        finish_out(&mut ex.out, &mut ex.h2_stash);
-                    } else if d.consumed == 0 {
+                    Err(_) => {
+                        failed = true;
                         break;
                     }
                 }
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
+            }
+            let taken = h.conn.send_data(sid, &s.stash, s.body_done);
+            s.stash.drain(..taken);
+            if let Some(l) = log.as_mut() {
+                l.bytes += taken as u64;
+            }
+            if !s.stash.is_empty() || s.body_done {
+                break;
             }
         }
-        // A compressed stream pushes out what it has so far.
-        if !done
-            && !failed
-            && let Some(ex) = self.exchanges.get_mut(xid)
-            && ex.h2_stash.is_empty()
-            && let OutMode::Gzip { gz, .. } = &mut ex.out
-        {
-            gz.push(&[], true, &mut ex.h2_stash);
-            let (client, sid) = (ex.client, ex.sid);
-            if let Some(Conn::Client(Client {
-                state: ClientState::H2(h),
-                ..
-            })) = self.conns.get_mut(client.0)
-            {
-                let taken = h.conn.send_data(StreamId(sid), &ex.h2_stash, false);
-                ex.h2_stash.drain(..taken);
-                if let Some(l) = ex.log.as_mut() {
-                    l.bytes += taken as u64;
-                }
-            }
-        }
-        let Some(ex) = self.exchanges.get(xid) else {
-            return;
-        };
-        let (client, sid, stash_left) = (ex.client, ex.sid, !ex.h2_stash.is_empty());
+        let (stash_left, done, sid) = (!s.stash.is_empty(), s.body_done, s.id);
         if failed {
             self.drop_exchange(xid);
-            self.h2_reset_stream(client, sid);
+            self.h2_fail_stream(client, sid, None, false);
             return;
         }
-        if stash_left && let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) {
+        if stash_left {
             // Out of window: stop reading this backend until it opens.
             u.read_paused = true;
         }
@@ -618,8 +545,6 @@ impl Reactor {
             self.finish_exchange(xid);
         } else {
             self.h2_flush(client);
-            let at = self.now + self.snapshot.timeouts.read;
-            self.arm(up, at);
         }
     }
 
@@ -636,29 +561,13 @@ impl Reactor {
         let ups: Vec<Token> = h
             .streams
             .values()
-            .filter_map(|x| self.exchanges.get(*x).and_then(|ex| ex.upstream))
+            .filter_map(|x| self.exchanges.get(x.0).and_then(|ex| ex.upstream()))
+            .map(tok)
             .collect();
         for up in ups {
             if matches!(self.conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused) {
                 self.ready.push_back(up);
             }
         }
-    }
-
-    /// The connection is closing: every stream's exchange goes with it.
-    pub(super) fn h2_drop_all(&mut self, h: H2Client) {
-        for xid in h.streams.into_values() {
-            self.drop_exchange(xid);
-        }
-    }
-}
-
-/// The end of a response body: a gzip stream writes its trailer.
-fn finish_out(out: &mut OutMode, stash: &mut Vec<u8>) {
-    if let OutMode::Gzip { .. } = out
-        && let OutMode::Gzip { gz, .. } =
-            std::mem::replace(out, OutMode::Payload { chunked: false })
-    {
-        gz.finish(stash);
     }
 }

@@ -1,46 +1,38 @@
-//! Deadlines of connections: a min-heap holding at most about one entry per
-//! connection. A connection keeps its current deadline and the instant of its
-//! heap entry; re-arming to a *later* deadline (the common case: every
-//! request pushes keep-alive and read timeouts forward) touches no heap at
-//! all — when the early entry surfaces, it is re-pushed at the real
-//! deadline. Stale entries (slot reused, deadline moved earlier) are skipped.
+//! The reactor's timer wheel: a min-heap with at most about one live entry
+//! per machine (connection or exchange), at that machine's earliest timer.
+//!
+//! A machine keeps its own timers (`timer::TimerTable`) and the instant of
+//! its heap entry (`scheduled`). Re-arming to a *later* instant (the common
+//! case: each request pushes keep-alive and read timeouts forward) touches
+//! no heap: when the early entry surfaces it is re-pushed at the real
+//! deadline. Stale entries (record gone, slot reused, moved) are skipped.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use mio::Token;
-
-/// A connection's timer state, kept in the connection.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Deadline {
-    /// When the connection's timeout fires (`None`: no timeout).
-    pub at: Option<Instant>,
-    /// The instant of this connection's live heap entry, if any.
-    pub scheduled: Option<Instant>,
+/// Whose timer: a connection record or an exchange (both slab keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    Conn(usize),
+    Exchange(usize),
 }
 
 #[derive(Default)]
-pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+pub struct Wheel {
+    heap: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
-/// What to do with a popped entry.
-pub enum Due {
-    /// Stale entry: nothing.
-    Skip,
-    /// The deadline passed: fire.
-    Fire,
-}
-
-impl Timers {
-    /// Set `deadline` to `at`, pushing a heap entry only when it is earlier
-    /// than the one already scheduled.
-    pub fn arm(&mut self, deadline: &mut Deadline, at: Instant, token: Token) {
-        deadline.at = Some(at);
-        if deadline.scheduled.is_none_or(|s| at < s) {
-            self.heap.push(Reverse((at, token.0)));
-            deadline.scheduled = Some(at);
+impl Wheel {
+    /// Make sure a heap entry exists at or before `next` (the machine's
+    /// earliest timer). `scheduled` is the machine's bookkeeping.
+    pub fn schedule(&mut self, scheduled: &mut Option<Instant>, next: Option<Instant>, key: Key) {
+        let Some(at) = next else {
+            return;
+        };
+        if scheduled.is_none_or(|s| at < s) {
+            self.heap.push(Reverse((at, key)));
+            *scheduled = Some(at);
         }
     }
 
@@ -48,41 +40,24 @@ impl Timers {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Pop the next entry due at or before `now`: its token and instant.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Token, Instant)> {
+    /// The next entry due at `now`: its key and instant. The caller checks
+    /// it against the machine with [`Wheel::is_live`].
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Key, Instant)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => {
-                self.heap.pop().map(|Reverse((at, t))| (Token(t), at))
-            }
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| (e.1, e.0)),
             _ => None,
         }
     }
 
-    /// Judge a popped entry against the connection's state (updated here:
-    /// a deadline that moved later is re-scheduled).
-    pub fn check(
-        &mut self,
-        deadline: &mut Deadline,
-        popped: Instant,
-        token: Token,
-        now: Instant,
-    ) -> Due {
-        if deadline.scheduled != Some(popped) {
-            return Due::Skip;
+    /// Whether a popped entry is the machine's live one (then its
+    /// bookkeeping is cleared: the caller fires what is due and schedules
+    /// again).
+    pub fn is_live(scheduled: &mut Option<Instant>, popped: Instant) -> bool {
+        if *scheduled != Some(popped) {
+            return false;
         }
-        deadline.scheduled = None;
-        match deadline.at {
-            Some(at) if at <= now => {
-                deadline.at = None;
-                Due::Fire
-            }
-            Some(at) => {
-                self.heap.push(Reverse((at, token.0)));
-                deadline.scheduled = Some(at);
-                Due::Skip
-            }
-            None => Due::Skip,
-        }
+        *scheduled = None;
+        true
     }
 
     #[cfg(test)]
@@ -101,55 +76,21 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn fire_all(t: &mut Timers, d: &mut Deadline, now: Instant) -> usize {
-        let mut fired = 0;
-        while let Some((tok, at)) = t.pop_due(now) {
-            if matches!(t.check(d, at, tok, now), Due::Fire) {
-                fired += 1;
-            }
-        }
-        fired
-    }
-
     #[test]
-    fn pushing_later_deadlines_costs_no_heap_entry() {
-        let mut t = Timers::default();
-        let mut d = Deadline::default();
-        let now = Instant::now();
-        for i in 1..1000u64 {
-            t.arm(&mut d, now + Duration::from_millis(i), Token(1));
-        }
-        assert_eq!(t.len(), 1, "one entry however often it is re-armed later");
-        // The early entry surfaces, is re-pushed at the real deadline, fires once.
-        assert_eq!(fire_all(&mut t, &mut d, now + Duration::from_millis(5)), 0);
-        assert_eq!(t.len(), 1);
-        assert_eq!(fire_all(&mut t, &mut d, now + Duration::from_secs(2)), 1);
-        assert!(t.is_empty());
-    }
-
-    #[test]
-    fn an_earlier_deadline_wins_and_the_stale_entry_is_skipped() {
-        let mut t = Timers::default();
-        let mut d = Deadline::default();
-        let now = Instant::now();
-        t.arm(&mut d, now + Duration::from_secs(10), Token(3));
-        t.arm(&mut d, now + Duration::from_secs(1), Token(3));
-        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
-        assert_eq!(fire_all(&mut t, &mut d, now + Duration::from_secs(1)), 1);
-        assert_eq!(
-            fire_all(&mut t, &mut d, now + Duration::from_secs(20)),
-            0,
-            "stale 10 s entry"
-        );
-    }
-
-    #[test]
-    fn disarmed_deadlines_do_not_fire() {
-        let mut t = Timers::default();
-        let mut d = Deadline::default();
-        let now = Instant::now();
-        t.arm(&mut d, now + Duration::from_secs(1), Token(2));
-        d.at = None;
-        assert_eq!(fire_all(&mut t, &mut d, now + Duration::from_secs(5)), 0);
+    fn later_rearm_costs_no_push_and_earlier_one_does() {
+        let t0 = Instant::now();
+        let mut w = Wheel::default();
+        let mut s = None;
+        w.schedule(&mut s, Some(t0 + Duration::from_secs(10)), Key::Conn(1));
+        w.schedule(&mut s, Some(t0 + Duration::from_secs(20)), Key::Conn(1));
+        assert_eq!(w.len(), 1);
+        w.schedule(&mut s, Some(t0 + Duration::from_secs(5)), Key::Conn(1));
+        assert_eq!(w.len(), 2);
+        let (k, at) = w.pop_due(t0 + Duration::from_secs(6)).expect("due");
+        assert_eq!(k, Key::Conn(1));
+        assert!(Wheel::is_live(&mut s, at));
+        let (_, stale) = w.pop_due(t0 + Duration::from_secs(11)).expect("due");
+        assert!(!Wheel::is_live(&mut s, stale), "superseded entry");
+        assert!(w.is_empty());
     }
 }

@@ -1,50 +1,25 @@
 //! The backend side: connect, write the request, read and parse the
-//! response, stream it to the client in the exchange's output mode (raw,
-//! re-framed, gzipped), fail over, time out.
+//! response, stream it to the client through the exchange's pipeline,
+//! tunnels, and what a failed backend connection means (sched::retry).
 
 use std::io;
 
 use mio::Token;
 
 use super::conn::*;
-use super::proxy::{CONNECT_TIMEOUT, READ_TIMEOUT, Reactor, UPSTREAM_FAILED};
+use super::core::{Reactor, tok};
+use crate::exchange::{ExchangeId, pump};
 use crate::http::h1::{
-    BodyDecoder, BodyKind, ResponseHead, encode_chunk, encode_last_chunk, encode_response_head,
-    parse_response_head,
+    BodyDecoder, BodyKind, ResponseHead, encode_response_head, parse_response_head,
 };
+use crate::sched::retry::{Cut, Verdict, after_cut};
 
 impl Reactor {
-    pub(super) fn upstream_timeout(&mut self, token: Token) {
-        let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
-            return;
-        };
-        if let Some(client) = u.tunnel_client {
-            self.close_upstream(token);
-            self.close_client(client);
-            return;
-        }
-        let Some(xid) = u.exchange else {
-            // Idle pooled connection past its keep-alive.
-            self.close_upstream(token);
-            return;
-        };
-        if u.connecting {
-            u.balancer
-                .quarantine(u.backend, self.shared.now_ms(self.now));
-        }
-        let err = if u.connecting {
-            CONNECT_TIMEOUT
-        } else {
-            READ_TIMEOUT
-        };
-        self.fail_exchange(xid, err, true);
-    }
-
     pub(super) fn upstream_writable(&mut self, token: Token) {
         let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
             return;
         };
-        if u.connecting {
+        if let Phase::Connecting(xid) = u.phase {
             let failed = match u.sock.take_error() {
                 Ok(Some(_)) | Err(_) => true,
                 Ok(None) => match u.sock.peer_addr() {
@@ -57,14 +32,11 @@ impl Reactor {
                 self.upstream_failed(token);
                 return;
             }
-            u.connecting = false;
-            if let Some(xid) = u.exchange
-                && let Some(l) = self.exchanges.get_mut(xid).and_then(|ex| ex.log.as_mut())
-            {
-                l.connected = Some(self.now);
+            u.phase = Phase::Serving(xid);
+            if let Some(ex) = self.exchanges.get_mut(xid.0) {
+                ex.connected(self.now);
             }
-            let at = self.now + self.snapshot.timeouts.read;
-            self.arm(token, at);
+            self.schedule_exchange(xid);
         }
         self.upstream_flush(token);
     }
@@ -74,7 +46,7 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
             return;
         };
-        if u.connecting || u.wbuf.is_empty() {
+        if matches!(u.phase, Phase::Connecting(_)) || u.wbuf.is_empty() {
             return;
         }
         match flush(&mut u.sock, &mut u.wbuf) {
@@ -92,27 +64,29 @@ impl Reactor {
         if u.wbuf.len() >= HIGH_WATER {
             return;
         }
-        if let Some(client) = u.tunnel_client {
-            if matches!(self.conns.get(client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
-            {
-                self.ready.push_back(client);
+        match u.phase {
+            Phase::Tunnel(client) => {
+                if matches!(self.conns.get(client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
+                {
+                    self.ready.push_back(client);
+                }
             }
-            return;
-        }
-        if let Some(xid) = u.exchange {
-            let pending = match self.exchanges.get(xid) {
-                Some(ex) => match &ex.body {
-                    RequestBody::H2 { pending, .. } => !pending.is_empty(),
-                    RequestBody::H1(_) => {
-                        matches!(self.conns.get(ex.client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
-                    }
-                    RequestBody::None => false,
-                },
-                None => false,
-            };
-            if pending {
-                self.pump_request_body(xid);
+            Phase::Serving(xid) => {
+                let pending = match self.exchanges.get(xid.0) {
+                    Some(ex) => match &ex.body {
+                        crate::exchange::RequestBody::H2 { pending, .. } => !pending.is_empty(),
+                        crate::exchange::RequestBody::H1(_) => {
+                            matches!(self.conns.get(ex.client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
+                        }
+                        crate::exchange::RequestBody::None => false,
+                    },
+                    None => false,
+                };
+                if pending {
+                    self.pump_request_body(xid);
+                }
             }
+            Phase::Connecting(_) | Phase::Idle => {}
         }
     }
 
@@ -120,7 +94,7 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
             return;
         };
-        if u.connecting {
+        if matches!(u.phase, Phase::Connecting(_)) {
             return;
         }
         let room = self.response_room(token);
@@ -140,6 +114,14 @@ impl Reactor {
                 Ok(r) => {
                     u.eof |= r.eof;
                     u.read_paused = r.paused;
+                    if r.bytes > 0
+                        && let Phase::Serving(xid) = u.phase
+                        && let Some(ex) = self.exchanges.get_mut(xid.0)
+                    {
+                        // The backend is alive: its read clock starts again.
+                        ex.backend_progress(self.now);
+                        self.schedule_exchange(xid);
+                    }
                 }
                 Err(_) => {
                     self.upstream_failed(token);
@@ -155,17 +137,17 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get(up.0) else {
             return false;
         };
-        let client = match (u.exchange, u.tunnel_client) {
-            (_, Some(c)) => c,
-            (Some(xid), None) => match self.exchanges.get(xid) {
+        let client = match u.phase {
+            Phase::Tunnel(c) => c,
+            Phase::Serving(xid) => match self.exchanges.get(xid.0) {
                 // Before the response head, only the head is read: always room.
-                Some(ex) if ex.sid != 0 && ex.response_started => {
-                    return self.h2_stream_room(ex.client, ex.sid);
+                Some(ex) if ex.response_started() && ex.stream().is_some() => {
+                    return self.h2_stream_room(xid);
                 }
-                Some(ex) => ex.client,
+                Some(ex) => tok(ex.client),
                 None => return true,
             },
-            (None, None) => return true,
+            Phase::Connecting(_) | Phase::Idle => return true,
         };
         matches!(self.conns.get(client.0), Some(Conn::Client(c)) if c.wbuf.len() < HIGH_WATER)
     }
@@ -176,67 +158,67 @@ impl Reactor {
             let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
                 return;
             };
-            if let Some(client) = u.tunnel_client {
-                self.tunnel_to_client(token, client);
-                return;
-            }
-            let Some(xid) = u.exchange else {
-                // Idle in the pool: any byte or EOF means it is no longer usable.
-                if u.eof || !u.rbuf.is_empty() {
-                    self.close_upstream(token);
-                }
-                return;
-            };
-            match u.resp {
-                ResponseState::Head => {
-                    if u.rbuf.is_empty() {
-                        if u.eof {
-                            self.upstream_failed(token);
-                        }
-                        return;
-                    }
-                    let is_head = self.exchanges.get(xid).is_some_and(|ex| ex.is_head);
-                    match parse_response_head(&u.rbuf, &self.snapshot.limits, is_head) {
-                        Err(e) => {
-                            let e = e.to_upstream();
-                            self.fail_exchange(xid, (e.status(), e.code()), true);
-                            return;
-                        }
-                        Ok(None) => {
-                            if u.eof {
-                                self.upstream_failed(token);
-                            }
-                            return;
-                        }
-                        Ok(Some((head, used))) => {
-                            u.rbuf.drain(..used);
-                            if !self.response_head(xid, token, head) {
-                                return;
-                            }
-                        }
-                    }
-                }
-                ResponseState::Body(_) => {
-                    self.response_body(xid, token);
+            let xid = match u.phase {
+                Phase::Tunnel(client) => {
+                    self.tunnel_to_client(token, client);
                     return;
                 }
-                ResponseState::Tunnel => return,
+                // Idle in the pool: any byte or EOF means it is no longer usable.
+                Phase::Idle => {
+                    if u.eof || !u.rbuf.is_empty() {
+                        self.close_upstream(token);
+                    }
+                    return;
+                }
+                Phase::Connecting(_) => return,
+                Phase::Serving(xid) => xid,
+            };
+            let Some(ex) = self.exchanges.get(xid.0) else {
+                return;
+            };
+            if ex.decoder.is_some() {
+                self.response_body(xid, token);
+                return;
+            }
+            if u.rbuf.is_empty() {
+                if u.eof {
+                    self.upstream_failed(token);
+                }
+                return;
+            }
+            match parse_response_head(&u.rbuf, &self.snapshot.limits, ex.request.is_head) {
+                Err(e) => {
+                    self.fail_exchange(xid, e.to_upstream());
+                    return;
+                }
+                Ok(None) => {
+                    if u.eof {
+                        self.upstream_failed(token);
+                    }
+                    return;
+                }
+                Ok(Some((head, used))) => {
+                    u.rbuf.drain(..used);
+                    if !self.response_head(xid, token, head) {
+                        return;
+                    }
+                }
             }
         }
     }
 
     /// Forward a response head; false when the exchange is over or changed
-    /// shape (no body, tunnel), true to keep parsing (interim, body).
-    fn response_head(&mut self, xid: usize, up: Token, mut head: ResponseHead) -> bool {
-        let min_size = self.snapshot.gzip_min_size;
-        let level = self.snapshot.gzip_level;
-        let Some(ex) = self.exchanges.get_mut(xid) else {
+    /// shape (no body, tunnel), true to keep going (interim, body).
+    fn response_head(&mut self, xid: ExchangeId, up: Token, mut head: ResponseHead) -> bool {
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return false;
         };
-        if ex.sid != 0 {
+        if ex.stream().is_some() {
             return self.h2_response_head(xid, up, head);
         }
-        let client = ex.client;
+        let (min_size, level) = (self.snapshot.gzip_min_size, self.snapshot.gzip_level);
+        let client = tok(ex.client);
+        let version = ex.client_version();
         let extra = ex.response_extras();
         let extra_refs: Vec<(&str, &[u8])> =
             extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
@@ -244,167 +226,97 @@ impl Reactor {
             return false;
         };
         if head.is_interim() {
-            encode_response_head(&head, &extra_refs, ex.client_version, false, &mut c.wbuf);
+            encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             return true;
         }
-        if head.is_switching_protocols() && ex.upgrade {
-            encode_response_head(&head, &extra_refs, ex.client_version, false, &mut c.wbuf);
+        if head.is_switching_protocols() && ex.request.upgrade {
+            encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             c.wbuf.extend_from_slice(&u.rbuf);
             u.rbuf.clear();
-            u.resp = ResponseState::Tunnel;
-            u.tunnel_client = Some(client);
-            u.exchange = None;
+            u.phase = Phase::Tunnel(client);
             c.state = ClientState::Tunnel(up);
-            // The upgraded connection no longer holds a request slot.
-            if let Some(ex) = self.exchanges.try_remove(xid)
-                && let Some(b) = ex.backend
-            {
-                ex.balancer.release(b);
-            }
             let at = self.now + self.snapshot.timeouts.tunnel_idle;
-            self.arm(up, at);
-            self.arm(client, at);
+            u.set_timer(UpstreamTimer::Tunnel, at);
+            c.set_timer(ClientTimer::Tunnel, at);
+            // The upgraded connection no longer holds a request slot.
+            if let Some(ex) = self.exchanges.try_remove(xid.0)
+                && let Some(b) = ex.backend()
+            {
+                self.release_slot(&ex.balancer, b);
+            }
+            self.schedule_conn(up);
+            self.schedule_conn(client);
             self.client_flush(client);
-            self.client_progress(client);
-            self.serve_queues();
+            self.ready.push_back(client);
             return false;
         }
         let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
-        let close = !ex.keep_alive || head.body == BodyKind::CloseDelimited;
+        let close = !ex.request.keep_alive || head.body == BodyKind::CloseDelimited;
         if close {
-            ex.keep_alive = false;
+            ex.request.keep_alive = false;
         }
-        encode_response_head(&head, &extra_refs, ex.client_version, close, &mut c.wbuf);
-        u.resp_keep_alive = head.keep_alive;
+        encode_response_head(&head, &extra_refs, version, close, &mut c.wbuf);
+        u.keep_alive = head.keep_alive;
         if backend_kind == BodyKind::None {
             // finish_exchange flushes, after counting.
             self.finish_exchange(xid);
             return false;
         }
-        u.resp = ResponseState::Body(BodyDecoder::for_response(
+        ex.decoder = Some(BodyDecoder::for_response(
             backend_kind,
             &self.snapshot.limits,
         ));
-        let at = self.now + self.snapshot.timeouts.read;
-        self.arm(up, at);
         true
     }
 
     /// Stream response body bytes to an HTTP/1.x client.
-    fn response_body(&mut self, xid: usize, up: Token) {
-        let Some(ex) = self.exchanges.get_mut(xid) else {
+    fn response_body(&mut self, xid: ExchangeId, up: Token) {
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return;
         };
-        if ex.sid != 0 {
+        if ex.stream().is_some() {
             self.h2_response_body(xid, up);
             return;
         }
-        let client = ex.client;
+        let client = tok(ex.client);
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             return;
         };
-        let ResponseState::Body(dec) = &mut u.resp else {
+        let Some(dec) = ex.decoder.as_mut() else {
             return;
         };
-        let mut done = false;
-        let mut error = None;
-        let mut scratch = Vec::new();
-        let wbuf_before = c.wbuf.len();
-        while !u.rbuf.is_empty() && c.wbuf.len() < HIGH_WATER {
-            match dec.decode(&u.rbuf) {
-                Ok(d) => {
-                    let payload = d.data.clone().map(|r| &u.rbuf[r]);
-                    match &mut ex.out {
-                        OutMode::Raw => c.wbuf.extend_from_slice(&u.rbuf[..d.consumed]),
-                        OutMode::Payload { chunked } => {
-                            if let Some(p) = payload {
-                                if *chunked {
-                                    encode_chunk(p, &mut c.wbuf);
-                                } else {
-                                    c.wbuf.extend_from_slice(p);
-                                }
-                            }
-                        }
-                        OutMode::Gzip { gz, chunked } => {
-                            if let Some(p) = payload {
-                                scratch.clear();
-                                gz.push(p, false, &mut scratch);
-                                frame(&scratch, *chunked, &mut c.wbuf);
-                            }
-                        }
-                    }
-                    u.rbuf.drain(..d.consumed);
-                    if d.done {
-                        done = true;
-                        break;
-                    }
-                    if d.consumed == 0 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        if !done && error.is_none() && u.eof && u.rbuf.is_empty() {
-            match dec.handle_eof() {
-                Ok(()) => done = true,
-                Err(e) => error = Some(e),
-            }
-        }
-        if !u.rbuf.is_empty() && c.wbuf.len() >= HIGH_WATER {
-            u.read_paused = true;
-        }
-        // End the client-side framing, or push out what is compressed so far
-        // (a slow stream still arrives as it goes).
-        match std::mem::replace(&mut ex.out, OutMode::Raw) {
-            OutMode::Gzip { mut gz, chunked } => {
-                scratch.clear();
-                if done {
-                    gz.finish(&mut scratch);
-                    frame(&scratch, chunked, &mut c.wbuf);
-                    if chunked {
-                        encode_last_chunk(&mut c.wbuf);
-                    }
-                } else {
-                    gz.push(&[], true, &mut scratch);
-                    frame(&scratch, chunked, &mut c.wbuf);
-                    ex.out = OutMode::Gzip { gz, chunked };
-                }
-            }
-            OutMode::Payload { chunked } => {
-                if done && chunked {
-                    encode_last_chunk(&mut c.wbuf);
-                }
-                ex.out = OutMode::Payload { chunked };
-            }
-            OutMode::Raw => {}
-        }
+        let before = c.wbuf.len();
+        let pumped = pump(dec, &mut ex.out, &u.rbuf, u.eof, &mut c.wbuf, HIGH_WATER);
         if let Some(l) = ex.log.as_mut() {
-            l.bytes += c.wbuf.len().saturating_sub(wbuf_before) as u64;
+            l.bytes += c.wbuf.len().saturating_sub(before) as u64;
         }
-        if error.is_some() {
-            // The response started: the only honest signal is to cut
-            // (after what was already decoded).
-            self.client_flush(client);
-            self.drop_exchange(xid);
-            self.close_client(client);
-            return;
-        }
-        if done {
-            // Counted and logged before the last bytes leave (finishing
-            // flushes), so a client never sees a response its counters miss.
-            self.finish_exchange(xid);
-        } else {
-            self.client_flush(client);
-            let at = self.now + self.snapshot.timeouts.read;
-            self.arm(up, at);
+        match pumped {
+            Ok(p) => {
+                u.rbuf.drain(..p.consumed);
+                if !u.rbuf.is_empty() && c.wbuf.len() >= HIGH_WATER {
+                    u.read_paused = true;
+                }
+                if p.done {
+                    // Counted and logged before the last bytes leave
+                    // (finishing flushes), so a client never sees a
+                    // response its counters miss.
+                    self.finish_exchange(xid);
+                } else {
+                    self.client_flush(client);
+                }
+            }
+            Err(_) => {
+                // The response started: the only honest signal is to cut
+                // (after what was already decoded).
+                self.client_flush(client);
+                self.drop_exchange(xid);
+                self.close_client(client);
+            }
         }
     }
 
     fn tunnel_to_client(&mut self, up: Token, client: Token) {
+        let at = self.now + self.snapshot.timeouts.tunnel_idle;
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             self.close_upstream(up);
             return;
@@ -412,91 +324,74 @@ impl Reactor {
         c.wbuf.extend_from_slice(&u.rbuf);
         u.rbuf.clear();
         let eof = u.eof;
-        let at = self.now + self.snapshot.timeouts.tunnel_idle;
-        self.arm(up, at);
-        self.arm(client, at);
+        u.set_timer(UpstreamTimer::Tunnel, at);
+        c.set_timer(ClientTimer::Tunnel, at);
+        self.schedule_conn(up);
+        self.schedule_conn(client);
         self.client_flush(client);
         if eof {
             self.close_upstream(up);
             if let Some(Conn::Client(c)) = self.conns.get_mut(client.0) {
-                c.close_after_flush = true;
+                c.closing = true;
                 c.state = ClientState::Idle;
             }
             self.client_flush(client);
         }
     }
 
-    /// The backend connection failed (refused, reset, closed) mid-exchange.
+    /// The backend connection failed (refused, reset, closed) under a
+    /// request: retry, answer, or cut, as `sched::retry` says.
     pub(super) fn upstream_failed(&mut self, token: Token) {
         let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
             return;
         };
-        let (xid, tunnel, reused, written, backend, balancer) = (
-            u.exchange,
-            u.tunnel_client,
-            u.reused,
-            u.written,
-            u.backend,
-            u.balancer.clone(),
-        );
+        let (phase, reused, written, backend, balancer) =
+            (u.phase, u.reused, u.written, u.backend, u.balancer.clone());
         self.close_upstream(token);
-        if let Some(client) = tunnel {
-            self.close_client(client);
-            return;
-        }
-        let Some(xid) = xid else {
-            return;
-        };
-        let Some(ex) = self.exchanges.get_mut(xid) else {
-            return;
-        };
-        ex.upstream = None;
-        let (started, has_body, idempotent) =
-            (ex.response_started, !ex.body.is_done(), ex.idempotent);
-        if started {
-            let (client, sid) = (ex.client, ex.sid);
-            self.drop_exchange(xid);
-            if sid == 0 {
+        let xid = match phase {
+            Phase::Tunnel(client) => {
                 self.close_client(client);
-            } else {
-                self.h2_reset_stream(client, sid);
+                return;
             }
+            Phase::Idle => return,
+            Phase::Connecting(xid) | Phase::Serving(xid) => xid,
+        };
+        let now_ms = self.control.now_ms(self.now);
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return;
+        };
+        let verdict = after_cut(Cut {
+            written,
+            reused,
+            idempotent: ex.request.idempotent,
+            body_pending: !ex.body.is_done(),
+            response_started: ex.response_started(),
+        });
+        match verdict {
+            Verdict::Abort => {
+                let (client, stream) = (tok(ex.client), ex.stream());
+                self.drop_exchange(xid);
+                match stream {
+                    None => self.close_client(client),
+                    Some(sid) => self.h2_fail_stream(client, sid, None, false),
+                }
+            }
+            Verdict::Retry { quarantine } => {
+                let slot = ex.detach();
+                if quarantine {
+                    balancer.quarantine(backend, now_ms);
+                    ex.tried.push(backend);
+                }
+                if let Some(id) = slot {
+                    self.release_slot(&balancer, id);
+                }
+                self.schedule_exchange(xid);
+                self.dispatch(xid);
+            }
+            Verdict::Fail(e) => {
+                balancer.quarantine(backend, now_ms);
+                self.fail_exchange(xid, e);
+            }
         }
-        if written == 0 {
-            // Nothing of the request reached it: another backend gets it.
-            // A stale pooled connection says nothing about the backend.
-            self.backend_failed_early(xid, backend, !reused);
-            return;
-        }
-        if idempotent && !reused {
-            // Cut before answering a request that is safe to repeat: the
-            // backend is quarantined and another one gets the request.
-            self.backend_failed_early(xid, backend, true);
-            return;
-        }
-        if reused && !has_body {
-            // The pooled connection closed as we reused it; the backend may
-            // not have seen the request: one more try on a fresh connection.
-            ex.balancer.release(backend);
-            ex.backend = None;
-            self.dispatch(xid);
-            return;
-        }
-        // Cut after the request was sent, before any response.
-        balancer.quarantine(backend, self.shared.now_ms(self.now));
-        self.fail_exchange(xid, UPSTREAM_FAILED, true);
-    }
-}
-
-/// Frame `data` for the client: an HTTP/1.1 chunk, or as is.
-fn frame(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
-    if data.is_empty() {
-        return;
-    }
-    if chunked {
-        encode_chunk(data, out);
-    } else {
-        out.extend_from_slice(data);
     }
 }

@@ -14,7 +14,10 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+
+use super::queue::{Queue, Ticket};
 
 /// Index of a backend within its app.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,12 +64,22 @@ pub enum Pick {
     AllDown,
 }
 
+/// A queued request's turn: a slot on `backend` taken for it (give it
+/// back with `release` if the request is gone), or `None` when every
+/// backend is down.
+#[derive(Debug)]
+pub struct Grant {
+    pub ticket: Ticket,
+    pub backend: Option<BackendId>,
+    pub balancer: Arc<Balancer>,
+}
+
 #[derive(Debug)]
 pub struct Balancer {
     backends: Vec<Backend>,
     next: AtomicUsize,
-    queued: AtomicU32,
-    queue_capacity: u32,
+    /// Requests waiting for a slot, app-wide (every reactor).
+    queue: Queue,
     quarantine_initial_ms: u64,
     quarantine_max_ms: u64,
 }
@@ -94,8 +107,7 @@ impl Balancer {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
-            queued: AtomicU32::new(0),
-            queue_capacity: queue_per_backend.saturating_mul(addrs.len() as u32),
+            queue: Queue::new(queue_per_backend.saturating_mul(addrs.len() as u32)),
             quarantine_initial_ms,
             quarantine_max_ms,
         }
@@ -169,36 +181,74 @@ impl Balancer {
         }
     }
 
-    /// Give back the slot `pick` took.
+    /// Give back the slot `pick` took. The caller then calls
+    /// [`Balancer::serve_queue`] so a waiting request gets it.
     pub fn release(&self, id: BackendId) {
         if let Some(b) = self.backends.get(id.0) {
             let _ = b
                 .in_flight
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |v| v.checked_sub(1));
         }
+        // Pairs with the fence in `serve_queue`: either this release sees
+        // the ticket just queued, or that enqueuer's serve sees this slot.
+        fence(Ordering::SeqCst);
     }
 
-    /// Reserve a place in the app's queue; false when it is full (→ 503).
-    pub fn try_enqueue(&self) -> bool {
-        self.queued
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |q| {
-                (q < self.queue_capacity).then_some(q + 1)
+    /// Join the app's queue (→ 503 `queue_full` on `None`). The caller then
+    /// calls `serve_queue`: a slot freed between its pick and this push
+    /// would otherwise wait for the next release.
+    pub fn enqueue(&self, reactor: usize, exchange: usize) -> Option<Ticket> {
+        self.queue.push(reactor, exchange)
+    }
+
+    /// Leave the queue (queue timeout, client gone); false when the ticket
+    /// was already granted (a grant is on its way and must be released).
+    pub fn leave_queue(&self, ticket: &Ticket) -> bool {
+        self.queue.remove(ticket)
+    }
+
+    /// Give free slots to the oldest waiting requests, app-wide. With no
+    /// healthy backend left, every waiting request gets a grant without a
+    /// backend (→ 503 `no_backend_available`).
+    pub fn serve_queue(self: &Arc<Self>) -> Vec<Grant> {
+        fence(Ordering::SeqCst);
+        if self.queue.is_empty() {
+            return Vec::new();
+        }
+        let mut all_down = false;
+        let mut grants: Vec<Grant> = self
+            .queue
+            .serve(|| match self.pick(&[]) {
+                Pick::Backend(id) => Some(id),
+                Pick::Busy => None,
+                Pick::AllDown => {
+                    all_down = true;
+                    None
+                }
             })
-            .is_ok()
-    }
-
-    pub fn dequeued(&self) {
-        let _ = self
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |q| q.checked_sub(1));
+            .into_iter()
+            .map(|(ticket, id)| Grant {
+                ticket,
+                backend: Some(id),
+                balancer: self.clone(),
+            })
+            .collect();
+        if all_down {
+            grants.extend(self.queue.take_all().into_iter().map(|ticket| Grant {
+                ticket,
+                backend: None,
+                balancer: self.clone(),
+            }));
+        }
+        grants
     }
 
     pub fn queue_depth(&self) -> u32 {
-        self.queued.load(Ordering::Relaxed)
+        self.queue.len()
     }
 
     pub fn queue_capacity(&self) -> u32 {
-        self.queue_capacity
+        self.queue.capacity()
     }
 
     /// The backend refused, reset or cut a connection: out of rotation until
@@ -304,12 +354,43 @@ mod tests {
     fn queue_capacity_is_per_backend() {
         let b = Balancer::new(&addrs(2), 1, 50, 1000, 8000);
         assert_eq!(b.queue_capacity(), 100);
-        for _ in 0..100 {
-            assert!(b.try_enqueue());
-        }
-        assert!(!b.try_enqueue());
-        b.dequeued();
-        assert!(b.try_enqueue());
+        let tickets: Vec<_> = (0..100).map(|i| b.enqueue(0, i).expect("room")).collect();
+        assert!(b.enqueue(0, 100).is_none());
+        assert!(b.leave_queue(&tickets[0]));
+        assert!(b.enqueue(0, 100).is_some());
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_oldest_waiter_whatever_its_reactor() {
+        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, 1000, 8000));
+        let Pick::Backend(id) = b.pick(&[]) else {
+            panic!()
+        };
+        let first = b.enqueue(1, 10).expect("room");
+        let _second = b.enqueue(0, 11).expect("room");
+        assert!(b.serve_queue().is_empty(), "no slot yet");
+        b.release(id);
+        let grants = b.serve_queue();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].ticket, first);
+        assert_eq!(grants[0].backend, Some(id));
+        assert_eq!(b.queue_depth(), 1);
+        assert_eq!(b.pick(&[]), Pick::Busy, "the slot went with the grant");
+    }
+
+    #[test]
+    fn waiters_get_an_empty_grant_when_every_backend_is_down() {
+        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, 1000, 8000));
+        let Pick::Backend(id) = b.pick(&[]) else {
+            panic!()
+        };
+        b.enqueue(0, 1).expect("room");
+        b.quarantine(id, 0);
+        b.release(id);
+        let grants = b.serve_queue();
+        assert_eq!(grants.len(), 1);
+        assert_eq!(grants[0].backend, None);
+        assert_eq!(b.queue_depth(), 0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! blocking; this module only builds the shared, immutable configuration.
 
 pub mod install;
+pub mod session;
 pub mod store;
 
 use std::sync::Arc;

@@ -222,10 +222,10 @@ def main():
     elif attack == "queued_stream":
         # Stream 1 holds the only backend slot; stream 3 waits in the queue
         # and must get its 503 when the queue timeout passes.
-        c.send(c.request(1, "/slow/4000"))
+        c.send(c.request(1, "/slow/3000"))
         time.sleep(0.3)
         c.send(c.request(3, "/"))
-        frames = c.read_frames(3)
+        frames = c.read_frames(5)
         result = summary(frames)
         result["fields"] = {str(k): v for k, v in fields_by_stream(c, frames).items()}
     else:

@@ -124,14 +124,40 @@ pub fn encode_response_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Write a complete router error response: status line with the standard
-/// reason phrase, `Content-Type: text/plain; charset=utf-8`,
-/// `Content-Length`, `<error_header>: <code>`, the `extra` fields,
-/// `Connection: close` if `close`, and a one-line body such as
-/// `431 Request Header Fields Too Large: header_section_too_large\n`.
-///
-/// Returns the length of the head within the appended bytes, so that the
-/// answer to a HEAD request can be cut before the body.
+/// Write a complete short response: status line with the standard reason
+/// phrase, `fields`, `Content-Length` of `body`, `Connection: close` if
+/// `close`, then `body` unless `head_only` (the answer to HEAD).
+pub fn encode_plain_response(
+    status: u16,
+    fields: &[(&str, &[u8])],
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(
+        ByteWriter(out),
+        "HTTP/1.1 {status:03} {}\r\n",
+        reason_phrase(status)
+    );
+    for (name, value) in fields {
+        push_field(out, name, value);
+    }
+    let _ = write!(ByteWriter(out), "Content-Length: {}\r\n", body.len());
+    if close {
+        push_field(out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// A short error response (the demo backend's, and tests'): `Content-Type:
+/// text/plain`, `<error_header>: <code>`, the `extra` fields and a one-line
+/// body such as `431 Request Header Fields Too Large: header_section_too_large\n`.
+/// Portier's own answers go through `http::answer`. Returns the length of
+/// the head within the appended bytes.
 pub fn error_response(
     status: u16,
     code: &str,
@@ -140,25 +166,17 @@ pub fn error_response(
     close: bool,
     out: &mut Vec<u8>,
 ) -> usize {
-    let start = out.len();
-    let reason = reason_phrase(status);
-    let mut body = format!("{status:03} {reason}: ").into_bytes();
+    let mut body = format!("{status:03} {}: ", reason_phrase(status)).into_bytes();
     push_sanitized(&mut body, code.as_bytes(), false);
     body.push(b'\n');
-    let _ = write!(ByteWriter(out), "HTTP/1.1 {status:03} {reason}\r\n");
-    push_field(out, "Content-Type", b"text/plain; charset=utf-8");
-    let _ = write!(ByteWriter(out), "Content-Length: {}\r\n", body.len());
-    push_field(out, error_header, code.as_bytes());
-    for (name, value) in extra {
-        push_field(out, name, value.as_bytes());
-    }
-    if close {
-        push_field(out, "Connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    let head_len = out.len() - start;
-    out.extend_from_slice(&body);
-    head_len
+    let mut fields: Vec<(&str, &[u8])> = vec![
+        ("Content-Type", b"text/plain; charset=utf-8"),
+        (error_header, code.as_bytes()),
+    ];
+    fields.extend(extra.iter().map(|(n, v)| (*n, v.as_bytes())));
+    let start = out.len();
+    encode_plain_response(status, &fields, &body, close, false, out);
+    out.len() - start - body.len()
 }
 
 /// Append one chunk (RFC 9112 §7.1). Empty `data` writes nothing: an empty
@@ -493,7 +511,7 @@ mod tests {
         let body = "431 Request Header Fields Too Large: header_section_too_large\n";
         let want = format!(
             "previousHTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nX-Portier-Error: header_section_too_large\r\nX-Request-ID: abc\r\n\
+             X-Portier-Error: header_section_too_large\r\nX-Request-ID: abc\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n{body}",
             body.len()
         );

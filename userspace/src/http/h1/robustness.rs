@@ -351,7 +351,7 @@ fn every_error_code_is_produced_by_some_input() {
     for (want, got) in &cases {
         assert_eq!(got.as_ref(), Some(want), "{}", want.code());
     }
-    for e in HttpError::ALL {
+    for e in HttpError::CODEC {
         assert!(
             cases.iter().any(|(w, _)| w == e),
             "no case for {}",

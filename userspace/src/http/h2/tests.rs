@@ -1007,14 +1007,15 @@ fn malformed_request_is_rejected_with_400_then_reset() {
     c.data(1, b"body", false);
     assert!(c.events().is_empty());
     let e = HttpError::PeerInvalidHeaderName;
-    c.conn
-        .reject(StreamId(1), e.status(), e.code(), "X-Portier-Error")
+    crate::http::answer::Answer::error(e, "rid")
+        .send_h2(&mut c.conn, StreamId(1), "X-Portier-Error", false)
         .unwrap();
     let out = c.output();
     let headers = out.iter().find(|f| f.kind == kind::HEADERS).unwrap();
     let fields = c.decode(&headers.payload.clone());
     assert!(fields.contains(&(":status".into(), "400".into())));
     assert!(fields.contains(&("x-portier-error".into(), "invalid_header_name".into())));
+    assert!(fields.contains(&("x-request-id".into(), "rid".into())));
     let data = out.iter().find(|f| f.kind == kind::DATA).unwrap();
     assert_eq!(data.flags, flag::END_STREAM);
     assert_eq!(data.payload, b"400 Bad Request: invalid_header_name\n");
@@ -1174,8 +1175,8 @@ fn body_over_max_body_is_413_and_content_length_too() {
         }]
     );
     let e = HttpError::LimitBody;
-    c.conn
-        .reject(StreamId(3), e.status(), e.code(), "x-portier-error")
+    crate::http::answer::Answer::error(e, "rid")
+        .send_h2(&mut c.conn, StreamId(3), "x-portier-error", false)
         .unwrap();
     // The client is still sending: asked to stop with NO_ERROR (§8.1).
     assert_eq!(c.rst_codes(), vec![(3, ErrorCode::NO_ERROR)]);

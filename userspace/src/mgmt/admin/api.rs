@@ -399,7 +399,7 @@ fn reason(e: &ConfigError) -> String {
 }
 
 fn drain(m: &Manager, app: &str, backend: SocketAddr, draining: bool) -> Response {
-    let snapshot = m.shared.snapshot.load_full();
+    let snapshot = m.control.snapshot.load_full();
     let Some(a) = snapshot.apps.iter().find(|a| a.name == app) else {
         return no_such_app(app);
     };
@@ -409,6 +409,10 @@ fn drain(m: &Manager, app: &str, backend: SocketAddr, draining: bool) -> Respons
             "not_found",
             format!("app {app} has no backend {backend}"),
         );
+    }
+    if !draining {
+        // The backend takes requests again: queued ones first.
+        m.control.deliver(a.balancer.serve_queue(), None);
     }
     tracing::info!(app, %backend, draining, "admin API: backend drain state changed");
     match m.config.apps.iter().find(|c| c.name == app) {
@@ -461,7 +465,7 @@ fn unblock(m: &mut Manager, raw: &str) -> Response {
 }
 
 fn app_json(m: &Manager, a: &AppSettings) -> Value {
-    let snapshot = m.shared.snapshot.load_full();
+    let snapshot = m.control.snapshot.load_full();
     let running = snapshot.apps.iter().find(|s| s.name == a.name);
     let backends: Vec<Value> = a
         .backends
@@ -501,7 +505,7 @@ fn app_json(m: &Manager, a: &AppSettings) -> Value {
 }
 
 fn stats(m: &Manager) -> Value {
-    let snapshot = m.shared.snapshot.load_full();
+    let snapshot = m.control.snapshot.load_full();
     let apps: Vec<Value> = snapshot
         .apps
         .iter()
@@ -530,7 +534,7 @@ fn stats(m: &Manager) -> Value {
         })
         .collect();
     let sum = |f: &dyn Fn(&crate::metrics::ReactorCounters) -> u64| -> u64 {
-        m.shared.counters.iter().map(f).sum()
+        m.control.counters.iter().map(f).sum()
     };
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let mut responses = serde_json::Map::new();

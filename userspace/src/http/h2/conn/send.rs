@@ -12,7 +12,6 @@
 
 use super::{ConnState, ServerConn};
 use crate::http::h1::head::is_token;
-use crate::http::h1::reason_phrase;
 use crate::http::h2::frame;
 use crate::http::h2::stream::SendState;
 use crate::http::h2::{ErrorCode, H2Error, StreamId};
@@ -157,34 +156,29 @@ impl ServerConn {
             self.remember_reset(stream);
         }
     }
-
-    /// Answer a stream with a short error response (like
-    /// `h1::error_response`): `status`, `error_header: code`, a plain-text
-    /// body, END_STREAM. If the send window cannot take the body, the
-    /// header alone ends the stream.
-    pub fn reject(
+    /// A complete response Portier writes itself (see `http::answer`):
+    /// HEADERS, then `body` as DATA when the stream's window takes it all
+    /// at once; otherwise the head alone ends the stream (no partial body).
+    pub fn respond(
         &mut self,
         stream: StreamId,
         status: u16,
-        code: &str,
-        error_header: &str,
+        fields: &[(&str, &[u8])],
+        body: &[u8],
     ) -> Result<(), H2Error> {
-        let body = format!("{status:03} {}: {code}\n", reason_phrase(status));
-        let len = body.len().to_string();
-        let mut headers: Vec<(&str, &[u8])> = vec![
-            ("content-type", b"text/plain; charset=utf-8"),
-            (error_header, code.as_bytes()),
-        ];
-        let fits = self
-            .streams
-            .get(&stream)
-            .is_some_and(|s| s.send_window.min(self.conn_send_window) >= body.len() as i64);
+        let fits = !body.is_empty()
+            && self
+                .streams
+                .get(&stream)
+                .is_some_and(|s| s.send_window.min(self.conn_send_window) >= body.len() as i64);
         if !fits {
-            return self.send_headers(stream, status, &headers, true);
+            return self.send_headers(stream, status, fields, true);
         }
+        let len = body.len().to_string();
+        let mut headers = fields.to_vec();
         headers.push(("content-length", len.as_bytes()));
         self.send_headers(stream, status, &headers, false)?;
-        if self.send_data(stream, body.as_bytes(), true) < body.len() {
+        if self.send_data(stream, body, true) < body.len() {
             self.reset(stream, ErrorCode::INTERNAL_ERROR);
         }
         Ok(())
@@ -201,14 +195,7 @@ fn response_fields<'a>(headers: &[(&str, &'a [u8])]) -> Vec<(String, &'a [u8])> 
         .filter_map(|&(name, value)| {
             let name = name.to_ascii_lowercase();
             let drop = !is_token(name.as_bytes())
-                || matches!(
-                    name.as_str(),
-                    "connection"
-                        | "keep-alive"
-                        | "proxy-connection"
-                        | "transfer-encoding"
-                        | "upgrade"
-                )
+                || crate::http::CONNECTION_SPECIFIC.contains(&name.as_str())
                 || (name == "te" && !value.eq_ignore_ascii_case(b"trailers"))
                 || value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0));
             (!drop).then_some((name, value))

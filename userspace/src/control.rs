@@ -1,0 +1,240 @@
+//! The door between the management thread and the reactor threads.
+//!
+//! Owns: the published configuration snapshot (swapped lock-free), one
+//! command mailbox and waker per reactor (listeners opened or closed by a
+//! reload, queue grants from another thread), the per-reactor counters the
+//! metrics read, the shutdown flag.
+//! Must not: know reactor internals. mgmt, metrics and the scheduler's
+//! callers use this module, never `reactor`'s types; reactors implement
+//! [`Wake`] and register with [`Control::attach_reactors`].
+//!
+//! ```text
+//!  mgmt ── store_snapshot / change_listeners / begin_shutdown ──► Control ──► mailbox[i] + wake(i) ──► reactor i
+//!  reactor j ── deliver(grants) ─────────────────────────────────► Control ──► mailbox[i] + wake(i) ──► reactor i
+//!  metrics ◄── counters (relaxed atomics, one shard per reactor) ◄── reactors
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::metrics::ReactorCounters;
+use crate::sched::balance::Grant;
+use crate::snapshot::Snapshot;
+
+/// Wakes one reactor thread from its poll.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
+/// What a reactor is asked to do on its next turn.
+pub enum Command {
+    /// Start accepting on this (already bound) listener.
+    AddListener {
+        listener: std::net::TcpListener,
+        secure: bool,
+    },
+    /// Stop accepting on this address (open connections stay).
+    RemoveListener(SocketAddr),
+    /// A queued request of this reactor got its turn.
+    Grant(Grant),
+}
+
+/// Binds one SO_REUSEPORT listener (given by the reactor side).
+pub type Binder = fn(SocketAddr) -> io::Result<std::net::TcpListener>;
+
+struct Mailbox {
+    commands: Mutex<Vec<Command>>,
+    /// Saves the reactor a lock on every turn: it looks only when set.
+    pending: AtomicBool,
+}
+
+pub struct Control {
+    pub snapshot: ArcSwap<Snapshot>,
+    /// One shard of request counters per reactor thread (index = thread).
+    pub counters: Vec<ReactorCounters>,
+    /// The access log, when `[log] access` is on (set at start).
+    pub access_log: Option<crate::accesslog::AccessLog>,
+    /// Origin of the millisecond clock the balancers use.
+    pub started: Instant,
+    mailboxes: Vec<Mailbox>,
+    wakers: OnceLock<Vec<Arc<dyn Wake>>>,
+    binder: OnceLock<Binder>,
+    /// Whether the reactors were given a TLS configuration at start.
+    has_tls: AtomicBool,
+    shutdown: AtomicBool,
+}
+
+impl Control {
+    /// `threads`: reactor threads that will run (already resolved, ≥ 1).
+    pub fn new(
+        snapshot: Snapshot,
+        threads: usize,
+        access_log: Option<crate::accesslog::AccessLog>,
+    ) -> Arc<Control> {
+        let threads = threads.max(1);
+        Arc::new(Control {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            counters: (0..threads).map(|_| Default::default()).collect(),
+            access_log,
+            started: Instant::now(),
+            mailboxes: (0..threads)
+                .map(|_| Mailbox {
+                    commands: Mutex::new(Vec::new()),
+                    pending: AtomicBool::new(false),
+                })
+                .collect(),
+            wakers: OnceLock::new(),
+            binder: OnceLock::new(),
+            has_tls: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+        })
+    }
+
+    /// Milliseconds since start (the balancers' clock).
+    pub fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// How many reactors the mailboxes serve.
+    pub fn reactors(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// The reactors are running: how to wake them, how to bind listeners,
+    /// whether they have TLS.
+    pub fn attach_reactors(&self, wakers: Vec<Arc<dyn Wake>>, binder: Binder, has_tls: bool) {
+        let _ = self.wakers.set(wakers);
+        let _ = self.binder.set(binder);
+        self.has_tls.store(has_tls, Ordering::Release);
+    }
+
+    /// Post a command to reactor `id` and wake it.
+    pub fn send(&self, id: usize, command: Command) {
+        self.post(id, command);
+        self.wake(id);
+    }
+
+    fn post(&self, id: usize, command: Command) {
+        if let Some(m) = self.mailboxes.get(id) {
+            m.commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(command);
+            m.pending.store(true, Ordering::Release);
+        }
+    }
+
+    fn wake(&self, id: usize) {
+        if let Some(w) = self.wakers.get().and_then(|w| w.get(id)) {
+            w.wake();
+        }
+    }
+
+    /// Commands waiting for reactor `id` (taken).
+    pub fn take_commands(&self, id: usize) -> Vec<Command> {
+        let Some(m) = self.mailboxes.get(id) else {
+            return Vec::new();
+        };
+        if !m.pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *m.commands.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Send queue grants to the reactors holding their requests; those of
+    /// reactor `local` (the caller, or `None` for mgmt) come back to be
+    /// handled at once, without a wake-up.
+    pub fn deliver(&self, grants: Vec<Grant>, local: Option<usize>) -> Vec<Grant> {
+        let mut mine = Vec::new();
+        let mut woken = Vec::new();
+        for g in grants {
+            let id = g.ticket.reactor;
+            if Some(id) == local {
+                mine.push(g);
+            } else {
+                self.post(id, Command::Grant(g));
+                if !woken.contains(&id) {
+                    woken.push(id);
+                }
+            }
+        }
+        for id in woken {
+            self.wake(id);
+        }
+        mine
+    }
+
+    /// Open and close listeners on the running reactors (reload). New
+    /// addresses are bound on every reactor first; if one cannot be bound,
+    /// nothing changes and the error says which.
+    pub fn change_listeners(
+        &self,
+        (old_http, old_https): (&[SocketAddr], &[SocketAddr]),
+        (new_http, new_https): (&[SocketAddr], &[SocketAddr]),
+    ) -> io::Result<()> {
+        let added: Vec<(SocketAddr, bool)> = new_http
+            .iter()
+            .filter(|a| !old_http.contains(a))
+            .map(|a| (*a, false))
+            .chain(
+                new_https
+                    .iter()
+                    .filter(|a| !old_https.contains(a))
+                    .map(|a| (*a, true)),
+            )
+            .collect();
+        let removed: Vec<SocketAddr> = old_http
+            .iter()
+            .filter(|a| !new_http.contains(a))
+            .chain(old_https.iter().filter(|a| !new_https.contains(a)))
+            .copied()
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        if added.iter().any(|(_, tls)| *tls) && !self.has_tls.load(Ordering::Acquire) {
+            return Err(io::Error::other(
+                "a first HTTPS listener needs a restart (TLS was not configured at start)",
+            ));
+        }
+        let (Some(wakers), Some(bind)) = (self.wakers.get(), self.binder.get()) else {
+            return Err(io::Error::other("reactors are not running"));
+        };
+        let mut per_reactor = Vec::with_capacity(wakers.len());
+        for _ in 0..wakers.len() {
+            let mut changes = Vec::new();
+            for (addr, secure) in &added {
+                changes.push(Command::AddListener {
+                    listener: bind(*addr)?,
+                    secure: *secure,
+                });
+            }
+            changes.extend(removed.iter().map(|a| Command::RemoveListener(*a)));
+            per_reactor.push(changes);
+        }
+        for (id, changes) in per_reactor.into_iter().enumerate() {
+            for c in changes {
+                self.post(id, c);
+            }
+            self.wake(id);
+        }
+        Ok(())
+    }
+
+    /// Ask every reactor to stop (graceful: in-flight requests finish).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for id in 0..self.reactors() {
+            self.wake(id);
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+}

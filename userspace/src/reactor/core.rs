@@ -1,0 +1,514 @@
+//! The reactor loop: poll, accept, route readiness events to the client
+//! and backend sides, run the control door's commands (listeners, queue
+//! grants), fire timers, drain on shutdown; and connection teardown.
+//!
+//! One turn: poll (until the wheel's next deadline) → read the clock once →
+//! events → work list (`ready`) → commands and grants → due timers → work
+//! list again. No stage calls back into the loop: work that must happen
+//! again (a paused side resumed, a pipelined request) goes on `ready`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::WAKER;
+use super::conn::*;
+use super::listener::Listeners;
+use super::timers::{Key, Wheel};
+use crate::control::{Command, Control};
+use crate::exchange::{ConnId, Exchange, ExchangeId};
+use crate::http::forward::Scheme;
+use crate::sched::balance::Grant;
+use crate::snapshot::Snapshot;
+use crate::timer::TimerTable;
+use crate::upstream::pool::Pool;
+
+/// On shutdown, in-flight requests get this long to finish.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Reactor {
+    /// This thread's index (its shard of the counters, its mailbox).
+    pub(super) id: usize,
+    pub(super) poll: Poll,
+    pub(super) control: Arc<Control>,
+    listeners: Listeners,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    pub(super) conns: Slab<Conn>,
+    pub(super) exchanges: Slab<Exchange>,
+    wheel: Wheel,
+    /// Idle keep-alive backend connections.
+    pub(super) pool: Pool,
+    /// Connections to drive again this turn (reading resumed after the other
+    /// side drained, a pipelined request): a work list instead of recursion.
+    pub(super) ready: VecDeque<Token>,
+    /// Queue grants for this reactor, handled after the current event.
+    pub(super) grants: Vec<Grant>,
+    pub(super) now: Instant,
+    pub(super) wall: SystemTime,
+    pub(super) snapshot: Arc<Snapshot>,
+    /// Every socket read lands here first; connections keep only what they
+    /// hold, so an idle one holds no buffer.
+    pub(super) scratch: Box<[u8]>,
+    /// The event being handled says the peer may have closed: reads drain.
+    pub(super) drain_reads: bool,
+    /// Request ids: a fast generator seeded once from the system (ids are
+    /// correlation handles, not secrets), so no syscall per request.
+    rng: u64,
+    /// Set when shutdown began: no new connections, idle ones closed, busy
+    /// ones closed after their response, HTTP/2 told GOAWAY.
+    drain_deadline: Option<Instant>,
+}
+
+/// Seed for the request-id generator.
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b) | 1
+}
+
+pub(super) fn cid(t: Token) -> ConnId {
+    ConnId(t.0)
+}
+
+pub(super) fn tok(c: ConnId) -> Token {
+    Token(c.0)
+}
+
+impl Reactor {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        control: Arc<Control>,
+        tagged: Vec<(std::net::TcpListener, bool)>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Reactor> {
+        let mut listeners = Listeners::default();
+        for (l, secure) in tagged {
+            listeners.add(poll.registry(), l, secure)?;
+        }
+        let snapshot = control.snapshot.load_full();
+        Ok(Reactor {
+            id,
+            poll,
+            control,
+            listeners,
+            tls,
+            conns: Slab::with_capacity(1024),
+            exchanges: Slab::with_capacity(1024),
+            wheel: Wheel::default(),
+            pool: Pool::default(),
+            ready: VecDeque::new(),
+            grants: Vec::new(),
+            now: Instant::now(),
+            wall: SystemTime::now(),
+            snapshot,
+            scratch: vec![0u8; READ_CHUNK * 4].into_boxed_slice(),
+            drain_reads: true,
+            rng: seed(),
+            drain_deadline: None,
+        })
+    }
+
+    pub(super) fn is_draining(&self) -> bool {
+        self.drain_deadline.is_some()
+    }
+
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let mut timeout = self
+                .wheel
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if self.is_draining() {
+                // Look again soon: the drain ends when the last client goes.
+                timeout = Some(timeout.map_or(Duration::from_millis(50), |t| {
+                    t.min(Duration::from_millis(50))
+                }));
+            }
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            // One clock reading per loop turn.
+            self.now = Instant::now();
+            self.wall = SystemTime::now();
+            self.snapshot = self.control.snapshot.load_full();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    token => match self.listeners.index_of(token) {
+                        Some(index) => self.accept(index),
+                        None => self.on_event(token, ev),
+                    },
+                }
+            }
+            self.drive_ready();
+            self.run_commands();
+            self.fire_timers();
+            self.drive_ready();
+            if self.control.is_shutting_down() {
+                let deadline = match self.drain_deadline {
+                    Some(d) => d,
+                    None => {
+                        let d = self.now + DRAIN_GRACE;
+                        self.drain_deadline = Some(d);
+                        self.begin_drain();
+                        d
+                    }
+                };
+                let clients_left = self.conns.iter().any(|(_, c)| matches!(c, Conn::Client(_)));
+                if !clients_left || self.now >= deadline {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Graceful shutdown: stop accepting; close idle connections; let busy
+    /// ones finish their current response (HTTP/1.x then closes, HTTP/2 gets
+    /// GOAWAY and closes when its streams are done).
+    fn begin_drain(&mut self) {
+        self.listeners.close_all(self.poll.registry());
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c, Conn::Client(_)))
+            .map(|(k, _)| Token(k))
+            .collect();
+        for token in tokens {
+            let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
+                continue;
+            };
+            match &mut c.state {
+                ClientState::Idle => {
+                    c.closing = true;
+                    self.client_flush(token);
+                }
+                ClientState::Busy(xid) => {
+                    if let Some(ex) = self.exchanges.get_mut(xid.0) {
+                        ex.request.keep_alive = false;
+                    }
+                }
+                ClientState::Tunnel(_) => {}
+                ClientState::H2(h) => {
+                    h.conn.goaway(false);
+                    if h.streams.is_empty() {
+                        c.closing = true;
+                    }
+                    self.h2_flush(token);
+                }
+            }
+        }
+    }
+
+    /// A random (version 4) UUID from the reactor's generator (wyrand).
+    pub(super) fn request_uuid(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        for half in bytes.chunks_mut(8) {
+            self.rng = self.rng.wrapping_add(0xa076_1d64_78bd_642f);
+            let t = u128::from(self.rng) * u128::from(self.rng ^ 0xe703_7ed1_a0b4_28db);
+            half.copy_from_slice(&((t >> 64) as u64 ^ t as u64).to_le_bytes());
+        }
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// This thread's counters.
+    pub(super) fn counters(&self) -> Option<&crate::metrics::ReactorCounters> {
+        self.control.counters.get(self.id)
+    }
+
+    /// Count a response: status class and time since the request began.
+    pub(super) fn count_response(&self, status: u16, since: Option<Instant>) {
+        if let Some(c) = self.counters() {
+            let us = since.map_or(0, |t| {
+                self.now.saturating_duration_since(t).as_micros() as u64
+            });
+            c.response(status, us);
+        }
+    }
+
+    /// Listener changes and queue grants from the control door.
+    fn run_commands(&mut self) {
+        for command in self.control.take_commands(self.id) {
+            match command {
+                Command::AddListener { listener, secure } => {
+                    if !self.is_draining()
+                        && let Err(e) = self.listeners.add(self.poll.registry(), listener, secure)
+                    {
+                        tracing::warn!("reactor {}: cannot add a listener: {e}", self.id);
+                    }
+                }
+                Command::RemoveListener(addr) => {
+                    self.listeners.remove(self.poll.registry(), addr);
+                }
+                Command::Grant(g) => self.grants.push(g),
+            }
+        }
+        self.take_grants();
+    }
+
+    pub(super) fn drive_ready(&mut self) {
+        loop {
+            while let Some(token) = self.ready.pop_front() {
+                match self.conns.get(token.0) {
+                    Some(Conn::Client(_)) => self.client_read(token),
+                    Some(Conn::Upstream(_)) => self.upstream_read(token),
+                    None => {}
+                }
+            }
+            if self.grants.is_empty() {
+                return;
+            }
+            self.take_grants();
+        }
+    }
+
+    // ---- accept -----------------------------------------------------------
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (port, secure) = (listener.port, listener.secure);
+            match listener.sock.accept() {
+                Ok((mut sock, peer)) => {
+                    let _ = sock.set_nodelay(true);
+                    let tls = match (secure, &self.tls) {
+                        (true, Some(cfg)) => match crate::tls::session::Session::new(cfg.clone()) {
+                            Ok(s) => Some(Box::new(s)),
+                            Err(e) => {
+                                tracing::warn!("TLS session setup failed: {e}");
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
+                    let configured = if secure {
+                        self.snapshot.public_https_port
+                    } else {
+                        self.snapshot.public_http_port
+                    };
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    let mut client = Client {
+                        sock,
+                        tls,
+                        scheme: if secure { Scheme::Https } else { Scheme::Http },
+                        peer: peer.ip(),
+                        port: if configured == 0 { port } else { configured },
+                        rbuf: Vec::new(),
+                        wbuf: Vec::new(),
+                        state: ClientState::Idle,
+                        eof: false,
+                        read_paused: false,
+                        closing: false,
+                        head_started: None,
+                        timers: TimerTable::default(),
+                        scheduled: None,
+                    };
+                    client.set_timer(
+                        ClientTimer::Header,
+                        self.now + self.snapshot.timeouts.header,
+                    );
+                    entry.insert(Conn::Client(client));
+                    self.schedule_conn(token);
+                    if let Some(c) = self.counters() {
+                        c.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: stop accepting this turn, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- timers -----------------------------------------------------------
+
+    /// Put a connection's earliest timer on the wheel (after any change).
+    pub(super) fn schedule_conn(&mut self, token: Token) {
+        let (scheduled, next) = match self.conns.get_mut(token.0) {
+            Some(Conn::Client(c)) => (&mut c.scheduled, c.timers.next()),
+            Some(Conn::Upstream(u)) => (&mut u.scheduled, u.timers.next()),
+            None => return,
+        };
+        self.wheel.schedule(scheduled, next, Key::Conn(token.0));
+    }
+
+    /// Put an exchange's earliest timer on the wheel (after any change).
+    pub(super) fn schedule_exchange(&mut self, xid: ExchangeId) {
+        if let Some(ex) = self.exchanges.get_mut(xid.0) {
+            let next = ex.next_deadline();
+            self.wheel
+                .schedule(&mut ex.scheduled, next, Key::Exchange(xid.0));
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some((key, popped)) = self.wheel.pop_due(self.now) {
+            match key {
+                Key::Conn(k) => {
+                    let live = match self.conns.get_mut(k) {
+                        Some(Conn::Client(c)) => Wheel::is_live(&mut c.scheduled, popped),
+                        Some(Conn::Upstream(u)) => Wheel::is_live(&mut u.scheduled, popped),
+                        None => false,
+                    };
+                    if live {
+                        self.conn_timeout(Token(k));
+                        self.schedule_conn(Token(k));
+                    }
+                }
+                Key::Exchange(k) => {
+                    let live = self
+                        .exchanges
+                        .get_mut(k)
+                        .is_some_and(|ex| Wheel::is_live(&mut ex.scheduled, popped));
+                    if live {
+                        self.exchange_timeout(ExchangeId(k));
+                        self.schedule_exchange(ExchangeId(k));
+                    }
+                }
+            }
+        }
+    }
+
+    fn conn_timeout(&mut self, token: Token) {
+        let now = self.now;
+        match self.conns.get_mut(token.0) {
+            Some(Conn::Client(_)) => loop {
+                let expired = match self.conns.get_mut(token.0) {
+                    Some(Conn::Client(c)) => c.timers.take_expired(now),
+                    _ => None,
+                };
+                match expired {
+                    Some(t) if t == ClientTimer::Header as usize => self.header_timeout(token),
+                    Some(t) if t == ClientTimer::Idle as usize => self.idle_timeout(token),
+                    Some(_) => self.tunnel_timeout(token),
+                    None => return,
+                }
+            },
+            // Idle in the pool, or a silent tunnel: either way it ends.
+            Some(Conn::Upstream(u)) => {
+                let tunnel = match u.phase {
+                    Phase::Tunnel(client) => Some(client),
+                    _ => None,
+                };
+                if u.timers.take_expired(now).is_some() {
+                    self.close_upstream(token);
+                    if let Some(client) = tunnel {
+                        self.close_client(client);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    // ---- events -----------------------------------------------------------
+
+    fn on_event(&mut self, token: Token, ev: &Event) {
+        self.drain_reads = ev.is_read_closed() || ev.is_error();
+        match self.conns.get(token.0) {
+            Some(Conn::Client(_)) => {
+                if ev.is_writable() {
+                    self.client_flush(token);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.client_read(token);
+                }
+            }
+            Some(Conn::Upstream(_)) => {
+                if ev.is_writable() || ev.is_error() {
+                    self.upstream_writable(token);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.upstream_read(token);
+                }
+            }
+            None => {}
+        }
+        self.drain_reads = true;
+    }
+
+    // ---- teardown ---------------------------------------------------------
+
+    pub(super) fn close_client(&mut self, token: Token) {
+        let Some(Conn::Client(_)) = self.conns.get(token.0) else {
+            return;
+        };
+        let Conn::Client(mut c) = self.conns.remove(token.0) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        match c.state {
+            ClientState::Busy(xid) => self.drop_exchange(xid),
+            ClientState::Tunnel(up) => self.close_upstream(up),
+            ClientState::H2(h) => {
+                for xid in h.streams.into_values() {
+                    self.drop_exchange(xid);
+                }
+            }
+            ClientState::Idle => {}
+        }
+    }
+
+    /// Close after everything was sent: a TLS client gets close_notify first.
+    pub(super) fn close_client_gracefully(&mut self, token: Token) {
+        if let Some(Conn::Client(c)) = self.conns.get_mut(token.0)
+            && let Some(tls) = c.tls.as_deref_mut()
+        {
+            tls.close(&mut c.sock);
+        }
+        self.close_client(token);
+    }
+
+    pub(super) fn close_upstream(&mut self, token: Token) {
+        let Some(Conn::Upstream(_)) = self.conns.get(token.0) else {
+            return;
+        };
+        let Conn::Upstream(mut u) = self.conns.remove(token.0) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut u.sock);
+        if u.phase == Phase::Idle {
+            self.pool.remove(u.addr, cid(token));
+        }
+    }
+
+    /// Register a new backend connection's socket; `None` if it cannot be.
+    pub(super) fn register_upstream(
+        &mut self,
+        mut sock: mio::net::TcpStream,
+        make: impl FnOnce(mio::net::TcpStream) -> Upstream,
+    ) -> Option<Token> {
+        let entry = self.conns.vacant_entry();
+        let token = Token(entry.key());
+        self.poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+            .ok()?;
+        entry.insert(Conn::Upstream(Box::new(make(sock))));
+        Some(token)
+    }
+}
