@@ -1,6 +1,7 @@
 //! The load harness in seconds: the shared backend and every contestant
 //! (direct, Portier, HAProxy, nginx) start on free loopback ports and answer
-//! one request each, and a report is written to a temp dir. The harness
+//! one request each with no failed request, and a report with the
+//! failed-requests table is written to a temp dir. The harness
 //! installs haproxy/nginx/wrk/h2load/nftables itself when they are missing
 //! (root: CI); without root and without them, the test says so and passes.
 
@@ -68,6 +69,11 @@ fn every_contestant_answers_and_a_report_is_written() {
             Some(64.0),
             "{who} did not answer:\n{md}"
         );
+        assert_eq!(
+            h1["contestants"][who]["failed_total"].as_u64(),
+            Some(0),
+            "{who}: failed requests counted:\n{md}"
+        );
     }
     // HAProxy and nginx answered over TLS with HTTP/2.
     let h2 = json["figures"]
@@ -80,5 +86,7 @@ fn every_contestant_answers_and_a_report_is_written() {
             Some(1.0),
             "{who} over TLS:\n{md}"
         );
+        assert_eq!(h2["contestants"][who]["failed_total"].as_u64(), Some(0));
     }
+    assert!(md.contains("## Failed requests"), "{md}");
 }

@@ -8,6 +8,9 @@
 //! started and stopped by PID, `/proc` readings), [`contestants`] (backend
 //! and proxies from the templates), [`tools`] (wrk, h2load), [`scenarios`]
 //! (the loads), [`xdp`] (the flood), [`report`] (Markdown and JSON).
+//!
+//! Failed requests are counted for every contestant in every load: a
+//! contestant with any in a load has no figure from it.
 
 pub mod contestants;
 pub mod proc;
@@ -228,6 +231,12 @@ fn standing_notes() -> Vec<String> {
          server; session tickets and session cache off everywhere (every new connection is a full handshake)."
             .into(),
         "Legit TCP throughput during the XDP flood: not measured.".into(),
+        "Failed requests: wrk's non-2xx/3xx responses and socket errors (connect, read, write, timeout), \
+         h2load's failed requests (non-2xx/3xx, errored and timed-out streams), the harness's own \
+         client's errors (idle-connection test, smoke). Any failure in a load makes that contestant's \
+         figures from it FAILED: no value, no ratio, no goal verdict. The XDP flood sends packets, not \
+         requests: nothing to count there."
+            .into(),
     ]
 }
 

@@ -1,12 +1,15 @@
 //! Figures (samples per contestant per round), medians and spreads, ratios
-//! to HAProxy and nginx from the same rounds, goals met or missed; the
-//! Markdown table and the JSON file.
+//! to HAProxy and nginx from the same rounds, goals met or missed, failed
+//! requests (a contestant with any in a figure has no result there); the
+//! Markdown tables and the JSON file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+
+use super::tools::Failed;
 
 /// How a figure is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +76,20 @@ pub struct Figure {
     pub title: String,
     pub unit: Unit,
     pub goal: Option<Goal>,
+    /// Throughput-like (true) or cost-like: CPU, latency, memory (false).
+    pub higher_is_better: bool,
+    /// The load that produced the figure (rows of the failed-requests
+    /// table; figures read from the same runs share it).
+    pub load: Option<String>,
     /// contestant → one value per round (None: that round failed).
     pub samples: BTreeMap<String, Vec<Option<f64>>>,
     /// contestant → why a value is missing (first reason kept).
     pub notes: BTreeMap<String, String>,
+    /// contestant → failed requests per round (None: not counted, the load
+    /// did not run or its output could not be read).
+    pub failed: BTreeMap<String, Vec<Option<u64>>>,
+    /// contestant → the causes of the first round with failures.
+    pub failure_notes: BTreeMap<String, String>,
 }
 
 impl Figure {
@@ -91,9 +104,68 @@ impl Figure {
             title: title.into(),
             unit,
             goal,
+            higher_is_better: matches!(unit, Unit::PerSec | Unit::Count),
+            load: None,
             samples: BTreeMap::new(),
             notes: BTreeMap::new(),
+            failed: BTreeMap::new(),
+            failure_notes: BTreeMap::new(),
         }
+    }
+
+    /// Name the load behind this figure (a row of the failed-requests table).
+    pub fn with_load(mut self, load: impl Into<String>) -> Figure {
+        self.load = Some(load.into());
+        self
+    }
+
+    /// Record round `round`'s failed requests (`None`: not counted).
+    pub fn record_failed(&mut self, who: &str, round: usize, failed: Option<&Failed>) {
+        let v = self.failed.entry(who.to_string()).or_default();
+        if v.len() <= round {
+            v.resize(round + 1, None);
+        }
+        if let Some(f) = failed {
+            v[round] = Some(f.total());
+            if f.total() > 0 {
+                self.failure_notes
+                    .entry(who.to_string())
+                    .or_insert_with(|| format!("round {round}: {}", f.describe()));
+            }
+        }
+    }
+
+    /// Record a load's value and its failed requests in one go.
+    pub fn record_run(
+        &mut self,
+        who: &str,
+        round: usize,
+        value: Result<f64, String>,
+        failed: Option<&Failed>,
+    ) {
+        self.record(who, round, value);
+        self.record_failed(who, round, failed);
+    }
+
+    /// Failed requests over all rounds (None: never counted).
+    pub fn failed_total(&self, who: &str) -> Option<u64> {
+        let v = self.failed.get(who)?;
+        v.iter()
+            .any(Option::is_some)
+            .then(|| v.iter().flatten().sum())
+    }
+
+    /// Rounds that had failed requests.
+    pub fn failed_rounds(&self, who: &str) -> usize {
+        self.failed
+            .get(who)
+            .map_or(0, |v| v.iter().filter(|n| n.is_some_and(|n| n > 0)).count())
+    }
+
+    /// No failed request in any round (a run with failures is not a result,
+    /// and neither is a figure with such a run).
+    pub fn is_result(&self, who: &str) -> bool {
+        self.failed_total(who).unwrap_or(0) == 0
     }
 
     /// Record round `round`'s value (or the reason it is missing).
@@ -115,7 +187,11 @@ impl Figure {
         }
     }
 
+    /// The measured values of `who`; none when any round had failures.
     pub fn values(&self, who: &str) -> Vec<f64> {
+        if !self.is_result(who) {
+            return Vec::new();
+        }
         self.samples
             .get(who)
             .map(|v| v.iter().flatten().copied().collect())
@@ -127,8 +203,11 @@ impl Figure {
     }
 
     /// Median over rounds of subject/against where both were measured in
-    /// the same round.
+    /// the same round; none when either had failed requests.
     pub fn ratio(&self, subject: &str, against: &str) -> Option<f64> {
+        if !self.is_result(subject) || !self.is_result(against) {
+            return None;
+        }
         let (a, b) = (self.samples.get(subject)?, self.samples.get(against)?);
         let r: Vec<f64> = a
             .iter()
@@ -139,8 +218,16 @@ impl Figure {
         median(&r)
     }
 
-    /// "28.7k [27.9k–29.1k]" or "n/a (reason)".
+    /// "28.7k [27.9k–29.1k]", "FAILED 12 (…)" or "n/a (reason)".
     pub fn cell(&self, who: &str) -> String {
+        if let Some(n) = self.failed_total(who).filter(|n| *n > 0) {
+            return format!(
+                "**FAILED {n}** ({} of {} rounds; {})",
+                self.failed_rounds(who),
+                self.failed.get(who).map_or(0, Vec::len),
+                short(self.failure_notes.get(who).map_or("", String::as_str))
+            );
+        }
         let v = self.values(who);
         match median(&v) {
             Some(m) if v.len() > 1 => {
@@ -183,6 +270,23 @@ impl Figure {
                     g.against
                 }
             ),
+        }
+    }
+
+    /// The failed-requests cell: "0", "12 in 1 of 3 rounds (…)", "n/a (…)".
+    pub fn failed_cell(&self, who: &str) -> String {
+        match self.failed_total(who) {
+            Some(0) => "0".into(),
+            Some(n) => format!(
+                "**{n}** in {} of {} rounds ({})",
+                self.failed_rounds(who),
+                self.failed.get(who).map_or(0, Vec::len),
+                short(self.failure_notes.get(who).map_or("", String::as_str))
+            ),
+            None => match self.notes.get(who) {
+                Some(why) => format!("n/a ({})", short(why)),
+                None => "n/a".into(),
+            },
         }
     }
 }
@@ -275,6 +379,7 @@ impl Report {
                 let _ = writeln!(s, "{row}");
             }
         }
+        self.markdown_failed(&mut s);
         if !self.notes.is_empty() {
             let _ = writeln!(s, "\nNotes:\n");
             for n in &self.notes {
@@ -282,6 +387,54 @@ impl Report {
             }
         }
         s
+    }
+
+    /// Failed requests of every load for every contestant (one row per
+    /// load, read from its first figure).
+    fn markdown_failed(&self, s: &mut String) {
+        let mut columns: Vec<&str> = Vec::new();
+        let mut rows: Vec<(&str, &Figure)> = Vec::new();
+        for sec in &self.sections {
+            for f in &sec.figures {
+                let Some(load) = f.load.as_deref() else {
+                    continue;
+                };
+                if rows.iter().any(|(l, _)| *l == load) {
+                    continue;
+                }
+                rows.push((load, f));
+                for c in &sec.columns {
+                    if !columns.contains(c) {
+                        columns.push(c);
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\n## Failed requests\n");
+        let _ = writeln!(
+            s,
+            "Every request that did not succeed, per load and contestant, over all rounds: \
+             non-2xx/3xx responses and socket errors (wrk), failed/errored/timed-out streams \
+             (h2load), errors of the harness's own client. A contestant with any failed request \
+             in a load has no figure from it (FAILED), no ratio and no goal verdict.\n"
+        );
+        let mut head = String::from("| load |");
+        let mut rule = String::from("|---|");
+        for c in &columns {
+            let _ = write!(head, " {c} |");
+            rule.push_str("---|");
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        for (load, f) in rows {
+            let mut row = format!("| {load} |");
+            for c in &columns {
+                let _ = write!(row, " {} |", f.failed_cell(c));
+            }
+            let _ = writeln!(s, "{row}");
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -292,14 +445,19 @@ impl Report {
             .map(|f| {
                 let per: serde_json::Map<String, Value> = f
                     .samples
-                    .iter()
-                    .map(|(who, v)| {
+                    .keys()
+                    .chain(f.failed.keys())
+                    .map(|who| {
                         (
                             who.clone(),
                             json!({
-                                "runs": v,
+                                "runs": f.samples.get(who).cloned().unwrap_or_default(),
                                 "median": f.median(who),
                                 "note": f.notes.get(who),
+                                "failed_requests": f.failed.get(who),
+                                "failed_total": f.failed_total(who),
+                                "failures": f.failure_notes.get(who),
+                                "result": f.is_result(who) && f.median(who).is_some(),
                             }),
                         )
                     })
@@ -308,6 +466,8 @@ impl Report {
                     "id": f.id,
                     "title": f.title,
                     "unit": f.unit.name(),
+                    "higher_is_better": f.higher_is_better,
+                    "load": f.load,
                     "contestants": per,
                     "missing": f.notes,
                     "goal": f.goal.as_ref().map(|g| json!({
@@ -366,5 +526,34 @@ mod tests {
         assert!(f.verdict().contains("met"));
         assert!(f.cell("nginx").starts_with("n/a (down"));
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
+    }
+
+    fn three_rounds(f: &mut Figure, who: &str, v: [f64; 3]) {
+        for (r, x) in v.into_iter().enumerate() {
+            f.record_run(who, r, Ok(x), Some(&Failed::none()));
+        }
+    }
+
+    #[test]
+    fn a_contestant_with_failed_requests_has_no_result() {
+        let mut f = Figure::new("x", "x", Unit::PerSec, None).with_load("load x");
+        three_rounds(&mut f, "portier", [30.0, 31.0, 32.0]);
+        three_rounds(&mut f, "haproxy", [20.0, 20.0, 20.0]);
+        // One round of nginx had 3 non-2xx responses among its requests.
+        f.record_run("nginx", 0, Ok(25.0), Some(&Failed::none()));
+        f.record_run("nginx", 1, Ok(26.0), Some(&Failed::of("non-2xx/3xx", 3)));
+        f.record_run("nginx", 2, Ok(27.0), Some(&Failed::none()));
+        assert_eq!(f.failed_total("nginx"), Some(3));
+        assert!(!f.is_result("nginx"));
+        assert_eq!(f.median("nginx"), None);
+        assert_eq!(f.ratio("portier", "nginx"), None);
+        assert!(f.cell("nginx").starts_with("**FAILED 3** (1 of 3 rounds"));
+        assert!(f.failed_cell("nginx").contains("non-2xx/3xx 3"));
+        assert_eq!(f.failed_cell("portier"), "0");
+        assert_eq!(f.ratio("portier", "haproxy"), Some(1.55));
+        // A load that never ran for a contestant: not counted, not zero.
+        f.record_run("direct", 0, Err("no proxy".into()), None);
+        assert_eq!(f.failed_total("direct"), None);
+        assert_eq!(f.failed_cell("direct"), "n/a (no proxy)");
     }
 }
