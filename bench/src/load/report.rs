@@ -1,7 +1,8 @@
 //! Figures (samples per contestant per round), medians and spreads, ratios
 //! to HAProxy and nginx from the same rounds, goals met or missed, failed
-//! requests (a contestant with any in a figure has no result there); the
-//! Markdown tables and the JSON file.
+//! requests (a contestant with any in a figure has no result there), and,
+//! with a baseline build, new/old ratios of every figure; the Markdown
+//! tables and the JSON file.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -68,6 +69,9 @@ impl Goal {
         format!("{op} {}× {}", self.factor, self.against)
     }
 }
+
+/// A new/old ratio below this is flagged (the issue's acceptance bar).
+pub const BASELINE_MIN: f64 = 0.97;
 
 /// One row of the report.
 #[derive(Debug, Clone)]
@@ -273,6 +277,30 @@ impl Figure {
         }
     }
 
+    /// `new` against `old` oriented so that higher is better: new/old for
+    /// throughput figures, old/new for cost figures (CPU, latency, memory);
+    /// median of the per-round ratios. Why there is none otherwise (failed
+    /// requests on either side, a side not measured).
+    pub fn versus(&self, new: &str, old: &str) -> Result<f64, String> {
+        for who in [new, old] {
+            if let Some(n) = self.failed_total(who).filter(|n| *n > 0) {
+                return Err(format!("{who} FAILED {n}"));
+            }
+        }
+        let r = if self.higher_is_better {
+            self.ratio(new, old)
+        } else {
+            self.ratio(old, new)
+        };
+        r.ok_or_else(|| {
+            let who = if self.median(new).is_none() { new } else { old };
+            match self.notes.get(who) {
+                Some(why) => format!("no {who} figure: {}", short(why)),
+                None => format!("no {who} figure"),
+            }
+        })
+    }
+
     /// The failed-requests cell: "0", "12 in 1 of 3 rounds (…)", "n/a (…)".
     pub fn failed_cell(&self, who: &str) -> String {
         match self.failed_total(who) {
@@ -326,16 +354,68 @@ pub struct Report {
 
 pub struct Section {
     pub title: String,
-    pub columns: Vec<&'static str>,
+    pub columns: Vec<String>,
     pub figures: Vec<Figure>,
+    /// (current build, baseline build) column names when a baseline ran.
+    pub baseline: Option<(String, String)>,
+}
+
+/// One figure of the baseline comparison.
+pub struct Versus<'a> {
+    pub figure: &'a Figure,
+    pub new: &'a str,
+    pub old: &'a str,
+    pub ratio: Result<f64, String>,
+}
+
+impl Versus<'_> {
+    pub fn ok(&self) -> bool {
+        self.ratio.as_ref().is_ok_and(|r| *r >= BASELINE_MIN)
+    }
+
+    fn orientation(&self) -> &'static str {
+        if self.figure.higher_is_better {
+            "new/old (higher is better)"
+        } else {
+            "old/new (lower is better)"
+        }
+    }
+
+    fn verdict(&self) -> String {
+        match &self.ratio {
+            Ok(r) if *r >= BASELINE_MIN => format!("ok ({r:.2}×)"),
+            Ok(r) => format!("**WORSE** ({r:.2}× < {BASELINE_MIN})"),
+            Err(why) => format!("**no result** ({})", short(why)),
+        }
+    }
 }
 
 impl Report {
+    /// Every figure of every section that ran a baseline, new against old.
+    pub fn versus(&self) -> Vec<Versus<'_>> {
+        self.sections
+            .iter()
+            .filter_map(|sec| sec.baseline.as_ref().map(|b| (sec, b)))
+            .flat_map(|(sec, (new, old))| {
+                sec.figures.iter().map(move |f| Versus {
+                    figure: f,
+                    new,
+                    old,
+                    ratio: f.versus(new, old),
+                })
+            })
+            .collect()
+    }
+
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# {}\n", self.title);
         for (k, v) in &self.context {
             let _ = writeln!(s, "- {k}: {v}");
+        }
+        let versus = self.versus();
+        if !versus.is_empty() {
+            self.markdown_versus(&mut s, &versus);
         }
         for sec in &self.sections {
             let _ = writeln!(s, "\n## {}\n", sec.title);
@@ -347,9 +427,9 @@ impl Report {
             }
             let ratios: Vec<&str> = ["haproxy", "nginx", "nftables"]
                 .into_iter()
-                .filter(|r| sec.columns.contains(r))
+                .filter(|r| sec.columns.iter().any(|c| c == r))
                 .collect();
-            let subject = if sec.columns.contains(&"portier") {
+            let subject = if sec.columns.iter().any(|c| c == "portier") {
                 "portier"
             } else {
                 "portier-xdp"
@@ -389,6 +469,61 @@ impl Report {
         s
     }
 
+    fn markdown_versus(&self, s: &mut String, versus: &[Versus<'_>]) {
+        let pairs: Vec<String> = self
+            .sections
+            .iter()
+            .filter_map(|sec| sec.baseline.as_ref())
+            .map(|(n, o)| format!("{n} vs {o}"))
+            .collect();
+        let _ = writeln!(s, "\n## New vs baseline ({})\n", pairs.join(", "));
+        let bad: Vec<&str> = versus
+            .iter()
+            .filter(|v| !v.ok())
+            .map(|v| v.figure.id)
+            .collect();
+        if bad.is_empty() {
+            let _ = writeln!(
+                s,
+                "**All {} figures at least {BASELINE_MIN}× the baseline.**\n",
+                versus.len()
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "**{} of {} figures below {BASELINE_MIN}× the baseline or without a result: {}.**\n",
+                bad.len(),
+                versus.len(),
+                bad.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "Ratios are medians of per-round ratios (both builds measured in the same rounds), \
+             oriented so that higher is better: new/old for rates, old/new for CPU, latency and \
+             memory (lower is better). A figure with failed requests on either side has no ratio.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| figure | new | old (baseline) | ratio | orientation | ≥ {BASELINE_MIN}× |\n|---|---|---|---|---|---|"
+        );
+        for v in versus {
+            let ratio = v
+                .ratio
+                .as_ref()
+                .map_or_else(|_| "n/a".to_string(), |r| format!("{r:.3}×"));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {ratio} | {} | {} |",
+                v.figure.title,
+                v.figure.cell(v.new),
+                v.figure.cell(v.old),
+                v.orientation(),
+                v.verdict()
+            );
+        }
+    }
+
     /// Failed requests of every load for every contestant (one row per
     /// load, read from its first figure).
     fn markdown_failed(&self, s: &mut String) {
@@ -404,7 +539,7 @@ impl Report {
                 }
                 rows.push((load, f));
                 for c in &sec.columns {
-                    if !columns.contains(c) {
+                    if !columns.contains(&c.as_str()) {
                         columns.push(c);
                     }
                 }
@@ -441,8 +576,8 @@ impl Report {
         let figures: Vec<Value> = self
             .sections
             .iter()
-            .flat_map(|sec| sec.figures.iter())
-            .map(|f| {
+            .flat_map(|sec| sec.figures.iter().map(move |f| (sec, f)))
+            .map(|(sec, f)| {
                 let per: serde_json::Map<String, Value> = f
                     .samples
                     .keys()
@@ -479,12 +614,37 @@ impl Report {
                         "ratio": f.ratio(g.subject, g.against),
                         "verdict": f.verdict(),
                     })),
+                    "baseline": sec.baseline.as_ref().map(|(new, old)| {
+                        let r = f.versus(new, old);
+                        json!({
+                            "new": new,
+                            "old": old,
+                            "ratio": r.as_ref().ok(),
+                            "orientation": if f.higher_is_better { "new/old" } else { "old/new" },
+                            "ok": r.as_ref().is_ok_and(|r| *r >= BASELINE_MIN),
+                            "why_none": r.as_ref().err(),
+                        })
+                    }),
                 })
             })
             .collect();
+        let versus = self.versus();
+        let baseline = (!versus.is_empty()).then(|| {
+            json!({
+                "threshold": BASELINE_MIN,
+                "figures": versus.len(),
+                "all_ok": versus.iter().all(Versus::ok),
+                "not_ok": versus
+                    .iter()
+                    .filter(|v| !v.ok())
+                    .map(|v| v.figure.id)
+                    .collect::<Vec<_>>(),
+            })
+        });
         json!({
             "title": self.title,
             "context": self.context.iter().cloned().collect::<BTreeMap<_, _>>(),
+            "baseline": baseline,
             "figures": figures,
             "notes": self.notes,
         })
@@ -555,5 +715,64 @@ mod tests {
         f.record_run("direct", 0, Err("no proxy".into()), None);
         assert_eq!(f.failed_total("direct"), None);
         assert_eq!(f.failed_cell("direct"), "n/a (no proxy)");
+    }
+
+    #[test]
+    fn baseline_ratios_are_oriented_higher_is_better_and_flagged() {
+        let mut rate = Figure::new("rate", "rate", Unit::PerSec, None).with_load("l");
+        three_rounds(&mut rate, "portier", [96.0, 100.0, 104.0]);
+        three_rounds(&mut rate, "portier@old", [100.0, 100.0, 100.0]);
+        // CPU per request: the new build spends more, a loss of ~5%.
+        let mut cpu = Figure::new("cpu", "cpu", Unit::Micros, None).with_load("l");
+        three_rounds(&mut cpu, "portier", [21.0, 21.0, 21.0]);
+        three_rounds(&mut cpu, "portier@old", [20.0, 20.0, 20.0]);
+        assert!(!cpu.higher_is_better);
+        assert_eq!(rate.versus("portier", "portier@old"), Ok(1.0));
+        let r = cpu.versus("portier", "portier@old").expect("ratio");
+        assert!((r - 20.0 / 21.0).abs() < 1e-9);
+        // Failures on the old side: no ratio.
+        let mut lat = Figure::new("lat", "lat", Unit::Millis, None).with_load("l2");
+        three_rounds(&mut lat, "portier", [1.0, 1.0, 1.0]);
+        lat.record_run("portier@old", 0, Ok(1.0), Some(&Failed::of("errored", 2)));
+        assert_eq!(
+            lat.versus("portier", "portier@old"),
+            Err("portier@old FAILED 2".into())
+        );
+        let report = Report {
+            title: "t".into(),
+            context: vec![],
+            sections: vec![Section {
+                title: "s".into(),
+                columns: vec!["portier".into(), "portier@old".into()],
+                figures: vec![rate, cpu, lat],
+                baseline: Some(("portier".into(), "portier@old".into())),
+            }],
+            notes: vec![],
+        };
+        let v = report.versus();
+        assert_eq!(
+            v.iter().map(Versus::ok).collect::<Vec<_>>(),
+            [true, false, false]
+        );
+        let md = report.markdown();
+        assert!(
+            md.contains("2 of 3 figures below 0.97× the baseline or without a result: cpu, lat")
+        );
+        assert!(md.contains("**WORSE** (0.95× < 0.97)"));
+        assert!(md.contains("old/new (lower is better)"));
+        assert!(md.contains("## Failed requests"));
+        assert!(md.contains("| l2 | 0 | **2** in 1 of 1 rounds (round 0: errored 2) |"));
+        let js = report.json();
+        assert_eq!(js["baseline"]["all_ok"], false);
+        assert_eq!(js["baseline"]["not_ok"], json!(["cpu", "lat"]));
+        assert_eq!(js["figures"][1]["baseline"]["orientation"], "old/new");
+        assert_eq!(
+            js["figures"][2]["contestants"]["portier@old"]["failed_total"],
+            2
+        );
+        assert_eq!(
+            js["figures"][2]["contestants"]["portier@old"]["result"],
+            false
+        );
     }
 }

@@ -521,7 +521,7 @@ fn warm_up(c: &Contestant) -> Result<(), String> {
 /// Each measurement on a freshly started instance of the contestant (warmed
 /// by one request), so memory kept from earlier loads or rounds is not
 /// reused and hidden.
-fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Figure {
+fn memory(cs: &mut [Contestant], s: &Settings, env: &Env) -> Figure {
     let mut f = Figure::new(
         "idle_conn_rss",
         format!(
@@ -539,7 +539,7 @@ fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Fig
         let (r, failed) = if c.kind == Kind::Direct {
             (Err("no proxy".to_string()), None)
         } else {
-            match Contestant::start(c.kind, env, portier).map_err(|e| format!("restart: {e:#}")) {
+            match c.restart(env).map_err(|e| format!("restart: {e:#}")) {
                 Err(e) => (Err(e), None),
                 Ok(fresh) => match warm_up(&fresh) {
                     Err(e) => (Err(e), None),
@@ -558,7 +558,7 @@ fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Fig
 }
 
 /// Every figure of the main table.
-pub fn run_all(cs: &mut [Contestant], env: &Env, portier: &Path, s: &Settings) -> Vec<Figure> {
+pub fn run_all(cs: &mut [Contestant], env: &Env, s: &Settings) -> Vec<Figure> {
     let dir = env.path();
     let mut figs = Vec::new();
     eprintln!("portier-bench: HTTP/1.1 keep-alive, 64 B");
@@ -573,7 +573,7 @@ pub fn run_all(cs: &mut [Contestant], env: &Env, portier: &Path, s: &Settings) -
     let peak = figs[0].clone();
     figs.extend(latency(cs, dir, s, &peak));
     eprintln!("portier-bench: memory per idle connection");
-    figs.push(memory(cs, s, env, portier));
+    figs.push(memory(cs, s, env));
     figs
 }
 
@@ -626,9 +626,18 @@ pub fn smoke(cs: &mut [Contestant]) -> Vec<Figure> {
     vec![h1, h2]
 }
 
-/// Column order of the main table.
-pub fn columns() -> Vec<&'static str> {
-    Kind::ALL.iter().map(|k| k.id()).collect()
+/// Column order of the main table: the baseline build right after Portier.
+pub fn columns(baseline: Option<&str>) -> Vec<String> {
+    let mut cols = Vec::new();
+    for k in Kind::ALL {
+        cols.push(k.id().to_string());
+        if k == Kind::Portier
+            && let Some(b) = baseline
+        {
+            cols.push(b.to_string());
+        }
+    }
+    cols
 }
 
 /// The main table's address of a contestant (for the context lines).
