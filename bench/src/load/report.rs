@@ -209,17 +209,23 @@ impl Figure {
     /// Median over rounds of subject/against where both were measured in
     /// the same round; none when either had failed requests.
     pub fn ratio(&self, subject: &str, against: &str) -> Option<f64> {
+        median(&self.round_ratios(subject, against))
+    }
+
+    /// subject/against of every round where both were measured (none when
+    /// either had failed requests).
+    pub fn round_ratios(&self, subject: &str, against: &str) -> Vec<f64> {
         if !self.is_result(subject) || !self.is_result(against) {
-            return None;
+            return Vec::new();
         }
-        let (a, b) = (self.samples.get(subject)?, self.samples.get(against)?);
-        let r: Vec<f64> = a
-            .iter()
+        let (Some(a), Some(b)) = (self.samples.get(subject), self.samples.get(against)) else {
+            return Vec::new();
+        };
+        a.iter()
             .zip(b)
             .filter_map(|(x, y)| Some((*x)? / (*y)?))
             .filter(|r| r.is_finite())
-            .collect();
-        median(&r)
+            .collect()
     }
 
     /// "28.7k [27.9k–29.1k]", "FAILED 12 (…)" or "n/a (reason)".
@@ -282,22 +288,28 @@ impl Figure {
     /// median of the per-round ratios. Why there is none otherwise (failed
     /// requests on either side, a side not measured).
     pub fn versus(&self, new: &str, old: &str) -> Result<f64, String> {
+        median(&self.versus_rounds(new, old)?).ok_or_else(|| "no ratio".into())
+    }
+
+    /// The per-round ratios behind [`Figure::versus`] (same orientation).
+    pub fn versus_rounds(&self, new: &str, old: &str) -> Result<Vec<f64>, String> {
         for who in [new, old] {
             if let Some(n) = self.failed_total(who).filter(|n| *n > 0) {
                 return Err(format!("{who} FAILED {n}"));
             }
         }
         let r = if self.higher_is_better {
-            self.ratio(new, old)
+            self.round_ratios(new, old)
         } else {
-            self.ratio(old, new)
+            self.round_ratios(old, new)
         };
-        r.ok_or_else(|| {
-            let who = if self.median(new).is_none() { new } else { old };
-            match self.notes.get(who) {
-                Some(why) => format!("no {who} figure: {}", short(why)),
-                None => format!("no {who} figure"),
-            }
+        if !r.is_empty() {
+            return Ok(r);
+        }
+        let who = if self.median(new).is_none() { new } else { old };
+        Err(match self.notes.get(who) {
+            Some(why) => format!("no {who} figure: {}", short(why)),
+            None => format!("no {who} figure"),
         })
     }
 
@@ -366,6 +378,8 @@ pub struct Versus<'a> {
     pub new: &'a str,
     pub old: &'a str,
     pub ratio: Result<f64, String>,
+    /// The per-round ratios (their spread shows the noise).
+    pub rounds: Vec<f64>,
 }
 
 impl Versus<'_> {
@@ -402,6 +416,7 @@ impl Report {
                     new,
                     old,
                     ratio: f.versus(new, old),
+                    rounds: f.versus_rounds(new, old).unwrap_or_default(),
                 })
             })
             .collect()
@@ -499,19 +514,23 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "Ratios are medians of per-round ratios (both builds measured in the same rounds), \
-             oriented so that higher is better: new/old for rates, old/new for CPU, latency and \
-             memory (lower is better). A figure with failed requests on either side has no ratio.\n"
+            "Ratios are medians of per-round ratios (both builds measured in the same rounds; \
+             their range in brackets shows the noise), oriented so that higher is better: new/old \
+             for rates, old/new for CPU, latency and memory (lower is better). A figure with failed \
+             requests on either side has no ratio.\n"
         );
         let _ = writeln!(
             s,
             "| figure | new | old (baseline) | ratio | orientation | ≥ {BASELINE_MIN}× |\n|---|---|---|---|---|---|"
         );
         for v in versus {
-            let ratio = v
-                .ratio
-                .as_ref()
-                .map_or_else(|_| "n/a".to_string(), |r| format!("{r:.3}×"));
+            let lo = v.rounds.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let ratio = match &v.ratio {
+                Err(_) => "n/a".to_string(),
+                Ok(r) if v.rounds.len() > 1 => format!("{r:.3}× [{lo:.2}–{hi:.2}]"),
+                Ok(r) => format!("{r:.3}×"),
+            };
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {ratio} | {} | {} |",
@@ -620,6 +639,7 @@ impl Report {
                             "new": new,
                             "old": old,
                             "ratio": r.as_ref().ok(),
+                            "round_ratios": f.versus_rounds(new, old).ok(),
                             "orientation": if f.higher_is_better { "new/old" } else { "old/new" },
                             "ok": r.as_ref().is_ok_and(|r| *r >= BASELINE_MIN),
                             "why_none": r.as_ref().err(),
@@ -759,6 +779,7 @@ mod tests {
             md.contains("2 of 3 figures below 0.97× the baseline or without a result: cpu, lat")
         );
         assert!(md.contains("**WORSE** (0.95× < 0.97)"));
+        assert!(md.contains("| 1.000× [0.96–1.04] |"), "{md}");
         assert!(md.contains("old/new (lower is better)"));
         assert!(md.contains("## Failed requests"));
         assert!(md.contains("| l2 | 0 | **2** in 1 of 1 rounds (round 0: errored 2) |"));
