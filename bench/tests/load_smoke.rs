@@ -1,6 +1,9 @@
 //! The load harness in seconds: the shared backend and every contestant
-//! (direct, Portier, HAProxy, nginx) start on free loopback ports and answer
-//! one request each, and a report is written to a temp dir. The harness
+//! (direct, Portier, a baseline Portier build, HAProxy, nginx) start on free
+//! loopback ports and answer one request each with no failed request, and a
+//! report with the failed-requests table and the new-vs-baseline ratios is
+//! written to a temp dir (the baseline is the same binary here: building an
+//! earlier commit is `cargo xtask bench load --baseline REV`'s job). The harness
 //! installs haproxy/nginx/wrk/h2load/nftables itself when they are missing
 //! (root: CI); without root and without them, the test says so and passes.
 
@@ -41,6 +44,9 @@ fn every_contestant_answers_and_a_report_is_written() {
     let run = Command::new(env!("CARGO_BIN_EXE_portier-bench"))
         .args(["load", "--smoke", "--portier"])
         .arg(&bin)
+        .arg("--baseline-portier")
+        .arg(&bin)
+        .args(["--baseline-rev", "smoke"])
         .arg("--out-dir")
         .arg(&out)
         .output()
@@ -62,11 +68,16 @@ fn every_contestant_answers_and_a_report_is_written() {
         .as_array()
         .and_then(|f| f.iter().find(|f| f["id"] == "smoke_h1"))
         .expect("smoke_h1 figure");
-    for who in ["direct", "portier", "haproxy", "nginx"] {
+    for who in ["direct", "portier", "portier@smoke", "haproxy", "nginx"] {
         assert_eq!(
             h1["contestants"][who]["median"].as_f64(),
             Some(64.0),
             "{who} did not answer:\n{md}"
+        );
+        assert_eq!(
+            h1["contestants"][who]["failed_total"].as_u64(),
+            Some(0),
+            "{who}: failed requests counted:\n{md}"
         );
     }
     // HAProxy and nginx answered over TLS with HTTP/2.
@@ -81,4 +92,21 @@ fn every_contestant_answers_and_a_report_is_written() {
             "{who} over TLS:\n{md}"
         );
     }
+    // Both Portier builds over TLS, HTTP/2, and h2load counted no failure.
+    for who in ["portier", "portier@smoke"] {
+        assert_eq!(
+            h2["contestants"][who]["median"].as_f64(),
+            Some(1.0),
+            "{who} over TLS:\n{md}"
+        );
+        assert_eq!(h2["contestants"][who]["failed_total"].as_u64(), Some(0));
+    }
+    // The same binary twice: every new/old ratio is 1 and nothing is flagged.
+    assert_eq!(json["baseline"]["all_ok"], true, "{md}");
+    assert_eq!(h1["baseline"]["ratio"].as_f64(), Some(1.0), "{md}");
+    assert!(
+        md.contains("## New vs baseline (portier vs portier@smoke)"),
+        "{md}"
+    );
+    assert!(md.contains("## Failed requests"), "{md}");
 }

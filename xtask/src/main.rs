@@ -164,9 +164,13 @@ fn cargo() -> Command {
 /// `cargo` on the pinned nightly, with the environment `cargo xtask` itself
 /// ran in (RUSTUP_TOOLCHAIN, RUSTC, ...) removed so rust-toolchain.toml rules.
 fn nightly_cargo(dir: &Path) -> anyhow::Result<Command> {
-    let toolchain = setup::pinned_nightly()?;
+    Ok(nightly_cargo_with(dir, &setup::pinned_nightly()?))
+}
+
+/// [`nightly_cargo`] with a given toolchain (another revision's pin).
+fn nightly_cargo_with(dir: &Path, toolchain: &str) -> Command {
     let mut c = Command::new("rustup");
-    c.args(["run", &toolchain, "cargo"]).current_dir(dir);
+    c.args(["run", toolchain, "cargo"]).current_dir(dir);
     for var in [
         "RUSTUP_TOOLCHAIN",
         "RUSTC",
@@ -177,7 +181,7 @@ fn nightly_cargo(dir: &Path) -> anyhow::Result<Command> {
     ] {
         c.env_remove(var);
     }
-    Ok(c)
+    c
 }
 
 /// Build the XDP object into target/xdp (where userspace/build.rs finds it).
@@ -408,6 +412,7 @@ fn bench() -> anyhow::Result<()> {
     bench_load::run(&bench_load::BenchCmd::Load {
         quick: true,
         no_xdp: true,
+        baseline: None,
     })
 }
 

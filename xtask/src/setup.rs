@@ -71,7 +71,13 @@ fn apt() -> anyhow::Result<()> {
 
 /// The nightly channel pinned in xdp-ebpf/rust-toolchain.toml.
 pub fn pinned_nightly() -> anyhow::Result<String> {
-    let path = root().join("xdp-ebpf/rust-toolchain.toml");
+    pinned_nightly_of(&root())
+}
+
+/// The nightly channel pinned in `<tree>/xdp-ebpf/rust-toolchain.toml` (a
+/// checkout of another revision: `bench load --baseline`).
+pub fn pinned_nightly_of(tree: &std::path::Path) -> anyhow::Result<String> {
+    let path = tree.join("xdp-ebpf/rust-toolchain.toml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
@@ -83,9 +89,13 @@ pub fn pinned_nightly() -> anyhow::Result<String> {
 }
 
 fn nightly() -> anyhow::Result<()> {
-    let toolchain = pinned_nightly()?;
+    nightly_toolchain(&pinned_nightly()?)
+}
+
+/// Install `toolchain` (a nightly, with rust-src) unless it is there.
+pub fn nightly_toolchain(toolchain: &str) -> anyhow::Result<()> {
     let sysroot = Command::new("rustup")
-        .args(["run", &toolchain, "rustc", "--print", "sysroot"])
+        .args(["run", toolchain, "rustc", "--print", "sysroot"])
         .env_remove("RUSTUP_TOOLCHAIN")
         .output();
     if let Ok(out) = sysroot {
@@ -101,7 +111,7 @@ fn nightly() -> anyhow::Result<()> {
     run_cmd(Command::new("rustup").args([
         "toolchain",
         "install",
-        &toolchain,
+        toolchain,
         "--profile",
         "minimal",
         "--component",

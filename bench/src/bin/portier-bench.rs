@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portier_bench::load::{self, Mode, Options};
+use portier_bench::load::{self, Baseline, Mode, Options};
 
 #[derive(Parser)]
 #[command(name = "portier-bench", about = "Portier's comparative load harness")]
@@ -33,6 +33,22 @@ enum Cmd {
         /// Skip the XDP flood.
         #[arg(long)]
         no_xdp: bool,
+        /// An earlier portier build, run as one more contestant wherever
+        /// portier runs; the report adds new/old ratios of every figure
+        /// (`cargo xtask bench load --baseline REV` builds it).
+        #[arg(long, value_name = "PATH")]
+        baseline_portier: Option<PathBuf>,
+        /// The baseline's label (its commit): the column is `portier@LABEL`.
+        #[arg(
+            long,
+            value_name = "LABEL",
+            requires = "baseline_portier",
+            default_value = "baseline"
+        )]
+        baseline_rev: String,
+        /// A line for the report's notes (repeatable).
+        #[arg(long, value_name = "TEXT")]
+        note: Vec<String>,
     },
 }
 
@@ -43,6 +59,9 @@ fn main() -> ExitCode {
         portier,
         out_dir,
         no_xdp,
+        baseline_portier,
+        baseline_rev,
+        note,
     } = Cli::parse().command;
     let opts = Options {
         mode: if smoke {
@@ -56,6 +75,11 @@ fn main() -> ExitCode {
         out_dir: out_dir
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")),
         no_xdp,
+        baseline: baseline_portier.map(|bin| Baseline {
+            bin,
+            rev: baseline_rev,
+        }),
+        notes: note,
     };
     match load::run(&opts) {
         Ok((md, json)) => {

@@ -174,6 +174,10 @@ impl Kind {
 /// proxy (empty for direct-to-backend).
 pub struct Contestant {
     pub kind: Kind,
+    /// Column name: the kind's id, or `portier@REV` for a baseline build.
+    pub name: String,
+    /// The portier binary (Portier kinds).
+    pub bin: Option<PathBuf>,
     pub http: SocketAddr,
     /// TLS listener (HTTP/1.1 and HTTP/2 by ALPN), if the contestant has one.
     pub https: Option<SocketAddr>,
@@ -184,8 +188,8 @@ pub struct Contestant {
 }
 
 impl Contestant {
-    pub fn id(&self) -> &'static str {
-        self.kind.id()
+    pub fn id(&self) -> &str {
+        &self.name
     }
 
     /// Every process of the proxy (nginx: master and workers).
@@ -220,17 +224,46 @@ impl Contestant {
         match kind {
             Kind::Direct => Ok(Contestant {
                 kind,
+                name: kind.id().to_string(),
+                bin: None,
                 http: env.backend,
                 https: None,
                 no_tls: Some("backend is plain HTTP".into()),
                 version: tool_version("nginx", &["-v"]),
                 proc_: None,
             }),
-            Kind::Portier => start_portier(env, portier_bin),
+            Kind::Portier => start_portier(env, portier_bin, kind.id()),
             Kind::Haproxy => start_haproxy(env),
             Kind::Nginx => start_nginx_proxy(env),
         }
     }
+
+    /// Another Portier build (a baseline) under its own column name, with
+    /// the same configuration, backend and CPU as the current one.
+    pub fn start_portier(env: &Env, bin: &Path, name: &str) -> anyhow::Result<Contestant> {
+        start_portier(env, bin, name)
+    }
+
+    /// A fresh instance of the same contestant (same build, new ports).
+    pub fn restart(&self, env: &Env) -> anyhow::Result<Contestant> {
+        match (self.kind, &self.bin) {
+            (Kind::Portier, Some(bin)) => start_portier(env, bin, &self.name),
+            (kind, _) => Contestant::start(kind, env, Path::new("")),
+        }
+    }
+}
+
+/// A name fit for a file name ("portier@1a2b3c4" → "portier_1a2b3c4").
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn addr(port: u16) -> anyhow::Result<SocketAddr> {
@@ -272,6 +305,8 @@ fn start_haproxy(env: &Env) -> anyhow::Result<Contestant> {
     wait_port(https, Duration::from_secs(10))?;
     Ok(Contestant {
         kind: Kind::Haproxy,
+        name: Kind::Haproxy.id().to_string(),
+        bin: None,
         http,
         https: Some(https),
         no_tls: None,
@@ -301,6 +336,8 @@ fn start_nginx_proxy(env: &Env) -> anyhow::Result<Contestant> {
     wait_port(https, Duration::from_secs(10))?;
     Ok(Contestant {
         kind: Kind::Nginx,
+        name: Kind::Nginx.id().to_string(),
+        bin: None,
         http,
         https: Some(https),
         no_tls: None,
@@ -331,23 +368,29 @@ fn portier_tls_config(https: SocketAddr, cert_dir: &Path) -> Result<String, Stri
     ))
 }
 
-fn start_portier(env: &Env, bin: &Path) -> anyhow::Result<Contestant> {
+fn start_portier(env: &Env, bin: &Path, name: &str) -> anyhow::Result<Contestant> {
     if !bin.exists() {
         bail!("{} not found (cargo xtask build)", bin.display());
     }
     let http = addr(free_port()?)?;
     let https = addr(free_port()?)?;
-    let certs = env.path().join("certs");
+    // Each build its own directory and certificate directory (copied once:
+    // a fresh instance of the memory test must not make a running one
+    // reload its certificates).
+    let dir = env.path().join(file_name(name));
+    let certs = dir.join("certs");
     let (tls_section, https, no_tls) = match portier_tls_config(https, &certs) {
         Ok(section) => {
             std::fs::create_dir_all(&certs)?;
-            std::fs::copy(&env.pem, certs.join("bench.localhost.pem"))?;
-            std::fs::copy(&env.pem, certs.join("default.pem"))?;
+            for file in ["bench.localhost.pem", "default.pem"] {
+                if !certs.join(file).exists() {
+                    std::fs::copy(&env.pem, certs.join(file))?;
+                }
+            }
             (section, Some(https), None)
         }
         Err(why) => (String::new(), None, Some(why)),
     };
-    let dir = env.path().join("portier");
     std::fs::create_dir_all(&dir)?;
     let conf = fill(
         T_PORTIER,
@@ -361,11 +404,13 @@ fn start_portier(env: &Env, bin: &Path) -> anyhow::Result<Contestant> {
     std::fs::write(&path, conf)?;
     let mut cmd = pinned(PROXY_CPU, &bin.display().to_string());
     cmd.arg("--config").arg(&path);
-    let mut p = Proc::spawn("portier", cmd, &dir.join("out.log"))?;
+    let mut p = Proc::spawn(name, cmd, &dir.join("out.log"))?;
     p.wait_for_log("portier: ready", Duration::from_secs(20))?;
     wait_port(http, Duration::from_secs(10))?;
     Ok(Contestant {
         kind: Kind::Portier,
+        name: name.to_string(),
+        bin: Some(bin.to_path_buf()),
         http,
         https,
         no_tls,

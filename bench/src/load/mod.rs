@@ -4,10 +4,19 @@
 //! vs nftables flood in network namespaces. See `bench/templates/` for the
 //! configurations and `cargo xtask bench load --help`.
 //!
+//! With a baseline (`--baseline-portier`, built from an earlier commit by
+//! `cargo xtask bench load --baseline REV`), that build runs as one more
+//! contestant, `portier@REV`, wherever Portier runs (same configuration,
+//! backend, CPU and rounds), and the report adds new/old ratios of every
+//! figure.
+//!
 //! One module per concern: [`setup`] (Debian packages), [`proc`] (processes
 //! started and stopped by PID, `/proc` readings), [`contestants`] (backend
 //! and proxies from the templates), [`tools`] (wrk, h2load), [`scenarios`]
 //! (the loads), [`xdp`] (the flood), [`report`] (Markdown and JSON).
+//!
+//! Failed requests are counted for every contestant in every load: a
+//! contestant with any in a load has no figure from it.
 
 pub mod contestants;
 pub mod proc;
@@ -43,6 +52,61 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Skip the XDP flood section.
     pub no_xdp: bool,
+    /// An earlier Portier build to compare against.
+    pub baseline: Option<Baseline>,
+    /// Extra lines for the report's notes.
+    pub notes: Vec<String>,
+}
+
+/// An earlier build of Portier, run as one more contestant.
+pub struct Baseline {
+    pub bin: PathBuf,
+    /// Its label: the commit it was built from (short hash) or a name.
+    pub rev: String,
+}
+
+impl Baseline {
+    /// Column name in the HTTP tables.
+    pub fn name(&self) -> String {
+        format!("portier@{}", self.rev)
+    }
+
+    /// Column name in the XDP flood table.
+    pub fn xdp_name(&self) -> String {
+        format!("portier-xdp@{}", self.rev)
+    }
+}
+
+/// `git -C <workspace> ARGS` stdout, trimmed (None when git fails).
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// "bd01199 2026-11-25 One Exchange::…" of a revision, if git knows it.
+fn describe_rev(rev: &str) -> Option<String> {
+    git(&["log", "-1", "--format=%h %cs %s", rev, "--"])
+}
+
+/// The workspace's commit, "+ uncommitted changes" when the tree is dirty.
+fn current_rev() -> String {
+    let Some(head) = describe_rev("HEAD") else {
+        return "unknown (not a git checkout)".into();
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} + uncommitted changes")
+    } else {
+        head
+    }
 }
 
 fn settings(mode: Mode) -> Settings {
@@ -104,8 +168,12 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
     );
     let mut cs: Vec<Contestant> = Vec::new();
     let mut notes = Vec::new();
+    let baseline_name = opts.baseline.as_ref().map(Baseline::name);
     for k in Kind::ALL {
-        match Contestant::start(k, &env, &opts.portier) {
+        let started = Contestant::start(k, &env, &opts.portier);
+        // A comparison without either build is no comparison: stop early.
+        let strict = opts.mode == Mode::Smoke || (k == Kind::Portier && opts.baseline.is_some());
+        match started {
             Ok(c) => {
                 eprintln!(
                     "portier-bench: {} ready: {}",
@@ -114,10 +182,16 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
                 );
                 cs.push(c);
             }
-            Err(e) if opts.mode == Mode::Smoke => {
+            Err(e) if strict => {
                 return Err(e.context(format!("starting {}", k.id())));
             }
             Err(e) => notes.push(format!("{} did not start: {e:#}", k.id())),
+        }
+        if let (Kind::Portier, Some(b), Some(name)) = (k, &opts.baseline, &baseline_name) {
+            let c = Contestant::start_portier(&env, &b.bin, name)
+                .with_context(|| format!("starting the baseline {name} ({})", b.bin.display()))?;
+            eprintln!("portier-bench: {name} ready: {}", scenarios::describe(&c));
+            cs.push(c);
         }
     }
     let mut context = vec![
@@ -148,10 +222,25 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
                 .to_string(),
         ),
     ];
+    context.push(("portier build".to_string(), current_rev()));
+    if let Some(b) = &opts.baseline {
+        context.push((
+            "baseline".to_string(),
+            format!(
+                "{} = {} ({}); new/old ratios of every figure below",
+                b.name(),
+                describe_rev(&b.rev).unwrap_or_else(|| b.rev.clone()),
+                b.bin.display()
+            ),
+        ));
+    }
     for c in &cs {
         context.push((c.id().to_string(), scenarios::describe(c)));
     }
-    let columns = scenarios::columns();
+    let columns = scenarios::columns(baseline_name.as_deref());
+    let pair = baseline_name
+        .as_ref()
+        .map(|b| ("portier".to_string(), b.clone()));
     let mut sections = Vec::new();
     let stem;
     if opts.mode == Mode::Smoke {
@@ -159,23 +248,35 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
             title: "smoke".into(),
             columns,
             figures: scenarios::smoke(&mut cs),
+            baseline: pair,
         });
         stem = "smoke".to_string();
     } else {
-        let figures = scenarios::run_all(&mut cs, &env, &opts.portier, &s);
+        let figures = scenarios::run_all(&mut cs, &env, &s);
         sections.push(Section {
             title: "HTTP proxying (loopback)".into(),
             columns,
             figures,
+            baseline: pair,
         });
         if opts.no_xdp {
             notes.push("XDP flood skipped (--no-xdp)".into());
         } else {
             eprintln!("portier-bench: XDP vs nftables flood");
+            let mut portiers = vec![("portier-xdp".to_string(), opts.portier.clone())];
+            if let Some(b) = &opts.baseline {
+                portiers.push((b.xdp_name(), b.bin.clone()));
+            }
+            let mut columns: Vec<String> = portiers.iter().map(|(n, _)| n.clone()).collect();
+            columns.push("nftables".into());
             sections.push(Section {
                 title: "XDP flood (veth between network namespaces)".into(),
-                columns: vec!["portier-xdp", "nftables"],
-                figures: xdp::run(env.path(), &opts.portier, s.runs, s.seconds),
+                columns,
+                figures: xdp::run(env.path(), &portiers, s.runs, s.seconds),
+                baseline: opts
+                    .baseline
+                    .as_ref()
+                    .map(|b| ("portier-xdp".to_string(), b.xdp_name())),
             });
         }
         let (d, t) = stamp();
@@ -186,6 +287,7 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
         };
         let _ = t;
     }
+    notes.extend(opts.notes.iter().cloned());
     notes.extend(standing_notes());
     drop(cs);
     drop(env);
@@ -228,6 +330,12 @@ fn standing_notes() -> Vec<String> {
          server; session tickets and session cache off everywhere (every new connection is a full handshake)."
             .into(),
         "Legit TCP throughput during the XDP flood: not measured.".into(),
+        "Failed requests: wrk's non-2xx/3xx responses and socket errors (connect, read, write, timeout), \
+         h2load's failed requests (non-2xx/3xx, errored and timed-out streams), the harness's own \
+         client's errors (idle-connection test, smoke). Any failure in a load makes that contestant's \
+         figures from it FAILED: no value, no ratio, no goal verdict. The XDP flood sends packets, not \
+         requests: nothing to count there."
+            .into(),
     ]
 }
 

@@ -1,7 +1,10 @@
 //! The load scenarios against the running contestants. Every figure is
 //! measured in rounds; within a round every contestant runs back to back,
 //! in an order rotated each round (the VM drifts ~20% over minutes).
+//! Every load also counts the requests that failed (non-2xx/3xx, socket
+//! errors, errored streams): a round with any is not a result.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -10,7 +13,7 @@ use std::time::Duration;
 use super::contestants::{Contestant, Env, HOST, Kind};
 use super::proc::{cpu_of, rss_bytes};
 use super::report::{Figure, Goal, Unit};
-use super::tools::{Wrk, h2load, wrk};
+use super::tools::{Failed, Wrk, h2load, wrk};
 
 /// How long and how often.
 #[derive(Debug, Clone)]
@@ -47,40 +50,62 @@ fn http_url(c: &Contestant, path: &str) -> String {
     format!("http://{}{path}", c.http)
 }
 
-/// One wrk load; requests/s and proxy CPU µs per request (user+sys).
-fn wrk_load(
-    c: &mut Contestant,
-    dir: &Path,
-    w: &Wrk<'_>,
-) -> (Result<f64, String>, Result<f64, String>) {
+/// What one wrk load gave: requests/s, proxy CPU µs per request
+/// (user+sys), and the failed requests (None: wrk's output unreadable).
+struct Load {
+    rps: Result<f64, String>,
+    cpu: Result<f64, String>,
+    failed: Option<Failed>,
+}
+
+/// One wrk load against `c`.
+fn wrk_load(c: &mut Contestant, dir: &Path, w: &Wrk<'_>) -> Load {
     let pids = c.pids();
     let before = cpu_of(&pids);
     let run = wrk(dir, w);
     let after = cpu_of(&pids);
     let run = match run {
-        Ok(r) if r.errors * 100 > r.requests => {
-            Err(format!("{} errors in {} requests", r.errors, r.requests))
-        }
-        Ok(r) => Ok(r),
-        Err(e) => Err(format!("{e:#}")),
-    };
-    let run = match run {
         Ok(r) => r,
         Err(e) => {
             let e = if c.alive() {
-                e
+                format!("{e:#}")
             } else {
                 format!("{} died: {}", c.id(), c.log_tail())
             };
-            return (Err(e.clone()), Err(e));
+            return Load {
+                rps: Err(e.clone()),
+                cpu: Err(e),
+                failed: None,
+            };
         }
     };
+    if run.requests == 0 {
+        let why = format!("no request completed ({})", run.failed.describe());
+        return Load {
+            rps: Err(why.clone()),
+            cpu: Err(why),
+            failed: Some(run.failed),
+        };
+    }
     let cpu = match (c.kind, before, after) {
         (Kind::Direct, ..) => Err("no proxy".to_string()),
         (_, Some((u0, s0)), Some((u1, s1))) => Ok((u1 - u0 + s1 - s0) / run.requests as f64 * 1e6),
         _ => Err("could not read /proc/PID/stat".to_string()),
     };
-    (Ok(run.rps()), cpu)
+    Load {
+        rps: Ok(run.rps()),
+        cpu,
+        failed: Some(run.failed),
+    }
+}
+
+/// " (3 failed: non-2xx/3xx 3)" for the progress lines.
+fn failed_text(f: Option<&Failed>) -> String {
+    match f {
+        Some(f) if f.total() > 0 => format!(" ({} FAILED: {})", f.total(), f.describe()),
+        Some(_) => String::new(),
+        None => " (failures not counted)".into(),
+    }
 }
 
 /// HTTP/1.1 keep-alive with one body size: req/s and CPU per request.
@@ -102,6 +127,7 @@ fn h1(
     } else {
         "h1_16k_cpu"
     };
+    let load = format!("HTTP/1.1 keep-alive, {label} (wrk -c{WRK_CONNS})");
     let mut rps = Figure::new(
         id_rps,
         format!("HTTP/1.1 keep-alive, {label}, req/s (wrk -t1 -c{WRK_CONNS})"),
@@ -111,7 +137,8 @@ fn h1(
         } else {
             None
         },
-    );
+    )
+    .with_load(&load);
     let mut cpu = Figure::new(
         id_cpu,
         format!("proxy CPU per request, {label} (utime+stime)"),
@@ -121,7 +148,8 @@ fn h1(
         } else {
             None
         },
-    );
+    )
+    .with_load(&load);
     let host = format!("Host: {HOST}");
     rounds(cs, s.runs, |round, c| {
         let url = http_url(c, path);
@@ -132,10 +160,16 @@ fn h1(
             headers: &[&host],
             delay_ms: 0,
         };
-        let (r, u) = wrk_load(c, dir, &w);
-        eprintln!("  {id_rps} round {round} {}: {r:?} / cpu {u:?}", c.id());
-        rps.record(c.id(), round, r);
-        cpu.record(c.id(), round, u);
+        let l = wrk_load(c, dir, &w);
+        eprintln!(
+            "  {id_rps} round {round} {}: {:?} / cpu {:?}{}",
+            c.id(),
+            l.rps,
+            l.cpu,
+            failed_text(l.failed.as_ref())
+        );
+        rps.record_run(c.id(), round, l.rps, l.failed.as_ref());
+        cpu.record_run(c.id(), round, l.cpu, l.failed.as_ref());
     });
     if let Some(n) = rps.notes.get_mut("direct") {
         n.push_str(" (load-tool bound)");
@@ -152,25 +186,29 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
         format!("HTTPS keep-alive (TLS 1.3, HTTP/1.1), 64 B, req/s (wrk -t1 -c{WRK_CONNS})"),
         Unit::PerSec,
         goal("nginx", 1.2, true),
-    );
+    )
+    .with_load(format!("HTTPS keep-alive, 64 B (wrk -c{WRK_CONNS})"));
+    let hs_load = format!("TLS full handshakes, `Connection: close` (wrk -c{WRK_CONNS})");
     let mut hs = Figure::new(
         "handshake_rps",
         "new TLS 1.3 full handshakes/s (no resumption; wrk, `Connection: close`, -c50)",
         Unit::PerSec,
         goal("haproxy", 1.2, true),
-    );
+    )
+    .with_load(&hs_load);
     let mut hs_cpu = Figure::new(
         "handshake_cpu",
         "proxy CPU per full handshake (+ its one request)",
         Unit::Micros,
         None,
-    );
+    )
+    .with_load(&hs_load);
     let host = format!("Host: {HOST}");
     rounds(cs, s.runs, |round, c| {
         let Some(addr) = c.https else {
             let why = c.no_tls.clone().unwrap_or_else(|| "no TLS listener".into());
             for f in [&mut ka, &mut hs, &mut hs_cpu] {
-                f.record(c.id(), round, Err(why.clone()));
+                f.record_run(c.id(), round, Err(why.clone()), None);
             }
             return;
         };
@@ -182,9 +220,14 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
             headers: &[&host],
             delay_ms: 0,
         };
-        let (r, _) = wrk_load(c, dir, &w);
-        eprintln!("  https_rps round {round} {}: {r:?}", c.id());
-        ka.record(c.id(), round, r);
+        let l = wrk_load(c, dir, &w);
+        eprintln!(
+            "  https_rps round {round} {}: {:?}{}",
+            c.id(),
+            l.rps,
+            failed_text(l.failed.as_ref())
+        );
+        ka.record_run(c.id(), round, l.rps, l.failed.as_ref());
         let w = Wrk {
             url: &url,
             connections: WRK_CONNS,
@@ -192,13 +235,16 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
             headers: &[&host, "Connection: close"],
             delay_ms: 0,
         };
-        let (r, u) = wrk_load(c, dir, &w);
+        let l = wrk_load(c, dir, &w);
         eprintln!(
-            "  handshake_rps round {round} {}: {r:?} / cpu {u:?}",
-            c.id()
+            "  handshake_rps round {round} {}: {:?} / cpu {:?}{}",
+            c.id(),
+            l.rps,
+            l.cpu,
+            failed_text(l.failed.as_ref())
         );
-        hs.record(c.id(), round, r);
-        hs_cpu.record(c.id(), round, u);
+        hs.record_run(c.id(), round, l.rps, l.failed.as_ref());
+        hs_cpu.record_run(c.id(), round, l.cpu, l.failed.as_ref());
     });
     vec![ka, hs, hs_cpu]
 }
@@ -212,27 +258,39 @@ fn http2(cs: &mut [Contestant], s: &Settings) -> Figure {
         format!("HTTP/2 over TLS, 64 B, req/s (h2load -t1 -c{H2_CLIENTS} -m{H2_STREAMS})"),
         Unit::PerSec,
         goal("nginx", 1.2, true),
-    );
+    )
+    .with_load(format!(
+        "HTTP/2 over TLS, 64 B (h2load -c{H2_CLIENTS} -m{H2_STREAMS})"
+    ));
     rounds(cs, s.runs, |round, c| {
         let Some(addr) = c.https else {
-            f.record(c.id(), round, Err(c.no_tls.clone().unwrap_or_default()));
+            let why = c.no_tls.clone().unwrap_or_default();
+            f.record_run(c.id(), round, Err(why), None);
             return;
         };
-        let r = match h2load(
+        let (r, failed) = match h2load(
             &format!("https://{addr}/64"),
             H2_CLIENTS,
             H2_STREAMS,
             s.seconds,
             None,
         ) {
-            Ok(r) if r.failed * 100 > r.succeeded => {
-                Err(format!("{} failed of {}", r.failed, r.succeeded))
-            }
-            Ok(r) => Ok(r.rps),
-            Err(e) => Err(format!("{e:#}")),
+            Ok(r) if r.succeeded == 0 => (
+                Err(format!(
+                    "no request succeeded ({})",
+                    r.failures().describe()
+                )),
+                Some(r.failures()),
+            ),
+            Ok(r) => (Ok(r.rps), Some(r.failures())),
+            Err(e) => (Err(format!("{e:#}")), None),
         };
-        eprintln!("  h2_rps round {round} {}: {r:?}", c.id());
-        f.record(c.id(), round, r);
+        eprintln!(
+            "  h2_rps round {round} {}: {r:?}{}",
+            c.id(),
+            failed_text(failed.as_ref())
+        );
+        f.record_run(c.id(), round, r, failed.as_ref());
     });
     f
 }
@@ -245,6 +303,7 @@ const PACE_MS: u32 = 5;
 /// PACE_MS after a response, then sends the next), so not open-loop like
 /// wrk2; the achieved rate is shown next to the percentiles.
 fn latency(cs: &mut [Contestant], dir: &Path, s: &Settings, peak: &Figure) -> Vec<Figure> {
+    let load = format!("paced at ½ of own peak, 64 B (wrk, {PACE_MS} ms pause)");
     let mut rate = Figure::new(
         "paced_rps",
         format!(
@@ -252,39 +311,48 @@ fn latency(cs: &mut [Contestant], dir: &Path, s: &Settings, peak: &Figure) -> Ve
         ),
         Unit::PerSec,
         None,
-    );
+    )
+    .with_load(&load);
     let mut p50 = Figure::new(
         "paced_p50",
         "latency p50 at ½ peak, 64 B",
         Unit::Millis,
         None,
-    );
+    )
+    .with_load(&load);
     let mut p99 = Figure::new(
         "paced_p99",
         "latency p99 at ½ peak, 64 B",
         Unit::Millis,
         goal("haproxy", 1.0, false),
-    );
+    )
+    .with_load(&load);
     let mut p999 = Figure::new(
         "paced_p999",
         "latency p99.9 at ½ peak, 64 B",
         Unit::Millis,
         None,
-    );
+    )
+    .with_load(&load);
     let host = format!("Host: {HOST}");
     // Connections per contestant, corrected after each round towards the
     // target rate (rate ≈ conns / (pause + latency)).
-    let mut conns_of: std::collections::BTreeMap<&'static str, f64> = Default::default();
+    let mut conns_of: BTreeMap<String, f64> = BTreeMap::new();
     rounds(cs, s.runs, |round, c| {
         let Some(peak) = peak.median(c.id()) else {
+            let why = if peak.is_result(c.id()) {
+                "no peak figure".to_string()
+            } else {
+                "no peak figure (its load had failed requests)".to_string()
+            };
             for f in [&mut rate, &mut p50, &mut p99, &mut p999] {
-                f.record(c.id(), round, Err("no peak figure".into()));
+                f.record_run(c.id(), round, Err(why.clone()), None);
             }
             return;
         };
         let target = peak / 2.0;
         let guess = conns_of
-            .entry(c.id())
+            .entry(c.id().to_string())
             .or_insert(target * f64::from(PACE_MS + 1) / 1000.0);
         let conns = guess.round().clamp(1.0, 1000.0) as u32;
         let url = http_url(c, "/64");
@@ -296,22 +364,30 @@ fn latency(cs: &mut [Contestant], dir: &Path, s: &Settings, peak: &Figure) -> Ve
             delay_ms: PACE_MS,
         };
         match wrk(dir, &w) {
-            Ok(r) => {
+            Ok(r) if r.requests > 0 => {
                 eprintln!(
-                    "  paced round {round} {}: {conns} conns, {:.0} req/s (target {target:.0}), p99 {} µs",
+                    "  paced round {round} {}: {conns} conns, {:.0} req/s (target {target:.0}), p99 {} µs{}",
                     c.id(),
                     r.rps(),
-                    r.p99_us
+                    r.p99_us,
+                    failed_text(Some(&r.failed))
                 );
                 *guess = f64::from(conns) * target / r.rps().max(1.0);
-                rate.record(c.id(), round, Ok(r.rps()));
-                p50.record(c.id(), round, Ok(r.p50_us / 1000.0));
-                p99.record(c.id(), round, Ok(r.p99_us / 1000.0));
-                p999.record(c.id(), round, Ok(r.p999_us / 1000.0));
+                let f = Some(&r.failed);
+                rate.record_run(c.id(), round, Ok(r.rps()), f);
+                p50.record_run(c.id(), round, Ok(r.p50_us / 1000.0), f);
+                p99.record_run(c.id(), round, Ok(r.p99_us / 1000.0), f);
+                p999.record_run(c.id(), round, Ok(r.p999_us / 1000.0), f);
+            }
+            Ok(r) => {
+                let why = format!("no request completed ({})", r.failed.describe());
+                for f in [&mut rate, &mut p50, &mut p99, &mut p999] {
+                    f.record_run(c.id(), round, Err(why.clone()), Some(&r.failed));
+                }
             }
             Err(e) => {
                 for f in [&mut rate, &mut p50, &mut p99, &mut p999] {
-                    f.record(c.id(), round, Err(format!("{e:#}")));
+                    f.record_run(c.id(), round, Err(format!("{e:#}")), None);
                 }
             }
         }
@@ -367,10 +443,27 @@ fn read_response(stream: &mut TcpStream) -> Result<(u16, usize), String> {
 }
 
 /// Open `n` keep-alive connections, one request each, left idle: RSS of
-/// the proxy's worker processes after minus before, per connection.
-fn idle_memory(c: &Contestant, n: usize) -> Result<f64, String> {
+/// the proxy's worker processes after minus before, per connection. A
+/// request that fails (connect, I/O, status other than 200) ends the test:
+/// one failed request.
+fn idle_memory(c: &Contestant, n: usize) -> (Result<f64, String>, Option<Failed>) {
+    match idle_memory_run(c, n) {
+        Ok(v) => (Ok(v), Some(Failed::none())),
+        Err(IdleError::Request(cause, why)) => (Err(why), Some(Failed::of(cause, 1))),
+        Err(IdleError::Other(why)) => (Err(why), None),
+    }
+}
+
+enum IdleError {
+    /// A request of the test failed: its cause and the message.
+    Request(&'static str, String),
+    /// The measurement itself failed (no /proc reading).
+    Other(String),
+}
+
+fn idle_memory_run(c: &Contestant, n: usize) -> Result<f64, IdleError> {
     if c.kind == Kind::Direct {
-        return Err("no proxy".into());
+        return Err(IdleError::Other("no proxy".into()));
     }
     let pids = c.worker_pids();
     let rss = |pids: &[u32]| -> Result<u64, String> {
@@ -379,19 +472,26 @@ fn idle_memory(c: &Contestant, n: usize) -> Result<f64, String> {
             .sum()
     };
     std::thread::sleep(Duration::from_millis(300));
-    let before = rss(&pids)?;
+    let before = rss(&pids).map_err(IdleError::Other)?;
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
-            .map_err(|e| format!("connect #{i}: {e}"))?;
+            .map_err(|e| IdleError::Request("connect", format!("connect #{i}: {e}")))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        match get(&mut s, "/64").map_err(|e| format!("request #{i}: {e}"))? {
+        match get(&mut s, "/64")
+            .map_err(|e| IdleError::Request("socket", format!("request #{i}: {e}")))?
+        {
             (200, _) => conns.push(s),
-            (st, _) => return Err(format!("request #{i}: status {st}")),
+            (st, _) => {
+                return Err(IdleError::Request(
+                    "non-200",
+                    format!("request #{i}: status {st}"),
+                ));
+            }
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    let after = rss(&pids)?;
+    let after = rss(&pids).map_err(IdleError::Other)?;
     drop(conns);
     std::thread::sleep(Duration::from_millis(300));
     Ok((after as f64 - before as f64) / n as f64)
@@ -421,7 +521,7 @@ fn warm_up(c: &Contestant) -> Result<(), String> {
 /// Each measurement on a freshly started instance of the contestant (warmed
 /// by one request), so memory kept from earlier loads or rounds is not
 /// reused and hidden.
-fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Figure {
+fn memory(cs: &mut [Contestant], s: &Settings, env: &Env) -> Figure {
     let mut f = Figure::new(
         "idle_conn_rss",
         format!(
@@ -430,26 +530,35 @@ fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, portier: &Path) -> Fig
         ),
         Unit::Bytes,
         goal("nginx", 0.5, false),
-    );
+    )
+    .with_load(format!(
+        "{} idle keep-alive connections, one request each (harness client)",
+        s.idle_conns
+    ));
     rounds(cs, s.runs, |round, c| {
-        let r = if c.kind == Kind::Direct {
-            Err("no proxy".to_string())
+        let (r, failed) = if c.kind == Kind::Direct {
+            (Err("no proxy".to_string()), None)
         } else {
-            Contestant::start(c.kind, env, portier)
-                .map_err(|e| format!("restart: {e:#}"))
-                .and_then(|fresh| {
-                    warm_up(&fresh)?;
-                    idle_memory(&fresh, s.idle_conns)
-                })
+            match c.restart(env).map_err(|e| format!("restart: {e:#}")) {
+                Err(e) => (Err(e), None),
+                Ok(fresh) => match warm_up(&fresh) {
+                    Err(e) => (Err(e), None),
+                    Ok(()) => idle_memory(&fresh, s.idle_conns),
+                },
+            }
         };
-        eprintln!("  idle_conn_rss round {round} {}: {r:?}", c.id());
-        f.record(c.id(), round, r);
+        eprintln!(
+            "  idle_conn_rss round {round} {}: {r:?}{}",
+            c.id(),
+            failed_text(failed.as_ref())
+        );
+        f.record_run(c.id(), round, r, failed.as_ref());
     });
     f
 }
 
 /// Every figure of the main table.
-pub fn run_all(cs: &mut [Contestant], env: &Env, portier: &Path, s: &Settings) -> Vec<Figure> {
+pub fn run_all(cs: &mut [Contestant], env: &Env, s: &Settings) -> Vec<Figure> {
     let dir = env.path();
     let mut figs = Vec::new();
     eprintln!("portier-bench: HTTP/1.1 keep-alive, 64 B");
@@ -464,7 +573,7 @@ pub fn run_all(cs: &mut [Contestant], env: &Env, portier: &Path, s: &Settings) -
     let peak = figs[0].clone();
     figs.extend(latency(cs, dir, s, &peak));
     eprintln!("portier-bench: memory per idle connection");
-    figs.push(memory(cs, s, env, portier));
+    figs.push(memory(cs, s, env));
     figs
 }
 
@@ -476,42 +585,59 @@ pub fn smoke(cs: &mut [Contestant]) -> Vec<Figure> {
         "smoke: HTTP/1.1 GET /64, body bytes",
         Unit::Count,
         None,
-    );
+    )
+    .with_load("smoke: one HTTP/1.1 GET (harness client)");
     let mut h2 = Figure::new(
         "smoke_h2",
         "smoke: HTTP/2 over TLS GET /64, requests succeeded",
         Unit::Count,
         None,
-    );
+    )
+    .with_load("smoke: one HTTP/2 GET over TLS (h2load -n1)");
     for c in cs.iter_mut() {
-        let r = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
-            .map_err(|e| e.to_string())
-            .and_then(|mut s| {
+        let (r, failed) = match TcpStream::connect_timeout(&c.http, Duration::from_secs(5)) {
+            Err(e) => (Err(e.to_string()), Failed::of("connect", 1)),
+            Ok(mut s) => {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                get(&mut s, "/64")
-            })
-            .and_then(|(st, len)| {
-                if st == 200 {
-                    Ok(len as f64)
-                } else {
-                    Err(format!("status {st}"))
+                match get(&mut s, "/64") {
+                    Ok((200, len)) => (Ok(len as f64), Failed::none()),
+                    Ok((st, _)) => (Err(format!("status {st}")), Failed::of("non-200", 1)),
+                    Err(e) => (Err(e), Failed::of("socket", 1)),
                 }
-            });
-        h1.record(c.id(), 0, r);
-        let r = match c.https {
-            Some(addr) => h2load(&format!("https://{addr}/64"), 1, 1, 1.0, Some(1))
-                .map(|r| r.succeeded as f64)
-                .map_err(|e| format!("{e:#}")),
-            None => Err(c.no_tls.clone().unwrap_or_default()),
+            }
         };
-        h2.record(c.id(), 0, r);
+        h1.record_run(c.id(), 0, r, Some(&failed));
+        let (r, failed) = match c.https {
+            Some(addr) => match h2load(&format!("https://{addr}/64"), 1, 1, 1.0, Some(1)) {
+                Ok(r) if r.succeeded > 0 => (Ok(r.succeeded as f64), Some(r.failures())),
+                Ok(r) => (
+                    Err(format!(
+                        "no request succeeded ({})",
+                        r.failures().describe()
+                    )),
+                    Some(r.failures()),
+                ),
+                Err(e) => (Err(format!("{e:#}")), None),
+            },
+            None => (Err(c.no_tls.clone().unwrap_or_default()), None),
+        };
+        h2.record_run(c.id(), 0, r, failed.as_ref());
     }
     vec![h1, h2]
 }
 
-/// Column order of the main table.
-pub fn columns() -> Vec<&'static str> {
-    Kind::ALL.iter().map(|k| k.id()).collect()
+/// Column order of the main table: the baseline build right after Portier.
+pub fn columns(baseline: Option<&str>) -> Vec<String> {
+    let mut cols = Vec::new();
+    for k in Kind::ALL {
+        cols.push(k.id().to_string());
+        if k == Kind::Portier
+            && let Some(b) = baseline
+        {
+            cols.push(b.to_string());
+        }
+    }
+    cols
 }
 
 /// The main table's address of a contestant (for the context lines).

@@ -349,9 +349,12 @@ fn nft_drops(ns: &str, table: &str) -> anyhow::Result<u64> {
     bail!("no counter in the nftables rule")
 }
 
-/// One measurement: drops per second with Portier's XDP program attached.
-fn run_portier(net: &Net, dir: &Path, bin: &Path, secs: f64) -> anyhow::Result<Outcome> {
-    let pin = net.bpffs.join("portier");
+/// One measurement: drops per second with Portier's XDP program attached
+/// (`who`'s own pin directory and log: a baseline build may lay out its
+/// maps differently; its counters are read with its own binary).
+fn run_portier(net: &Net, dir: &Path, who: &str, bin: &Path, secs: f64) -> anyhow::Result<Outcome> {
+    let tag = super::contestants::file_name(who);
+    let pin = net.bpffs.join(&tag);
     let conf = fill(
         T_XDP,
         &[
@@ -359,14 +362,14 @@ fn run_portier(net: &Net, dir: &Path, bin: &Path, secs: f64) -> anyhow::Result<O
             ("PIN_DIR", pin.display().to_string()),
         ],
     )?;
-    let path = dir.join("portier-xdp.toml");
+    let path = dir.join(format!("{tag}.toml"));
     std::fs::write(&path, conf)?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &net.ns_a])
         .arg(bin)
         .arg("--config")
         .arg(&path);
-    let mut p = Proc::spawn("portier-xdp", cmd, &dir.join("portier-xdp.log"))?;
+    let mut p = Proc::spawn(who, cmd, &dir.join(format!("{tag}.log")))?;
     p.wait_for_log("portier: ready", Duration::from_secs(20))?;
     let r = measure(net, secs, &|| xdp_drops(bin, &pin));
     p.stop();
@@ -398,7 +401,11 @@ fn run_nft(net: &Net, dir: &Path, secs: f64) -> anyhow::Result<Outcome> {
 }
 
 /// The XDP section: drop rate (and offered rate) for each side, in rounds.
-pub fn run(dir: &Path, bin: &Path, runs: usize, secs: f64) -> Vec<Figure> {
+/// `portiers`: (column name, binary) of the current build (`portier-xdp`)
+/// and of a baseline build, if any; nftables is the last column.
+pub fn run(dir: &Path, portiers: &[(String, PathBuf)], runs: usize, secs: f64) -> Vec<Figure> {
+    let mut sides: Vec<&str> = portiers.iter().map(|(n, _)| n.as_str()).collect();
+    sides.push("nftables");
     let mut drops = Figure::new(
         "flood_drop_pps",
         "malformed flood (TCP Xmas to :80, 60 B) across a veth: packets dropped/s, one core sending + dropping",
@@ -423,7 +430,7 @@ pub fn run(dir: &Path, bin: &Path, runs: usize, secs: f64) -> Vec<Figure> {
         None,
     );
     let fail_all = |drops: &mut Figure, offered: &mut Figure, why: String| {
-        for who in ["portier-xdp", "nftables"] {
+        for who in &sides {
             drops.record(who, 0, Err(why.clone()));
             offered.record(who, 0, Err(why.clone()));
         }
@@ -436,7 +443,7 @@ pub fn run(dir: &Path, bin: &Path, runs: usize, secs: f64) -> Vec<Figure> {
         );
         return vec![drops, offered];
     }
-    if !bin.exists() {
+    if let Some((_, bin)) = portiers.iter().find(|(_, b)| !b.exists()) {
         fail_all(
             &mut drops,
             &mut offered,
@@ -456,16 +463,13 @@ pub fn run(dir: &Path, bin: &Path, runs: usize, secs: f64) -> Vec<Figure> {
         }
     };
     for round in 0..runs {
-        let order: [&str; 2] = if round % 2 == 0 {
-            ["portier-xdp", "nftables"]
-        } else {
-            ["nftables", "portier-xdp"]
-        };
-        for who in order {
-            let r = if who == "nftables" {
-                run_nft(&net, dir, secs)
-            } else {
-                run_portier(&net, dir, bin, secs)
+        // Order rotated each round, like the HTTP loads.
+        let n = sides.len();
+        for i in 0..n {
+            let who = sides[(i + round) % n];
+            let r = match portiers.iter().find(|(name, _)| name == who) {
+                Some((_, bin)) => run_portier(&net, dir, who, bin, secs),
+                None => run_nft(&net, dir, secs),
             };
             eprintln!("  flood round {round} {who}: {r:?}");
             match r {
