@@ -18,3 +18,15 @@ pub mod time_fmt;
 pub mod timer;
 pub mod tls;
 pub mod upstream;
+
+/// Log to stderr, filtered by `PORTIER_LOG` (default `info`): the same for
+/// the `portier` binary and the demo backend.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTIER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

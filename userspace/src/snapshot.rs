@@ -72,12 +72,16 @@ pub struct Timeouts {
     pub queue: Duration,
 }
 
+/// An app's place in `Snapshot::apps` (valid for that snapshot only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AppId(pub usize);
+
 #[derive(Debug)]
 pub struct Snapshot {
     /// Normalised exact host → index in `apps`.
-    routes: HashMap<String, usize>,
+    routes: HashMap<String, AppId>,
     /// `*.example.com` as `example.com` → index in `apps`.
-    wildcards: HashMap<String, usize>,
+    wildcards: HashMap<String, AppId>,
     pub apps: Vec<App>,
     pub limits: Limits,
     pub timeouts: Timeouts,
@@ -104,8 +108,8 @@ impl Snapshot {
             for d in &a.domains {
                 if let Some(host) = normalize_host(d) {
                     match wildcard_suffix(&host) {
-                        Some(suffix) => wildcards.insert(suffix.to_string(), i),
-                        None => routes.insert(host, i),
+                        Some(suffix) => wildcards.insert(suffix.to_string(), AppId(i)),
+                        None => routes.insert(host, AppId(i)),
                     };
                 }
             }
@@ -189,11 +193,11 @@ impl Snapshot {
     /// Exact names beat wildcards (across all apps); a wildcard covers one
     /// label, so only the immediate parent can match: O(1) per lookup.
     pub fn route(&self, host: &str) -> Option<&App> {
-        let index = self.routes.get(host).or_else(|| {
+        let id = self.routes.get(host).or_else(|| {
             host.split_once('.')
                 .and_then(|(_, parent)| self.wildcards.get(parent))
         })?;
-        self.apps.get(*index)
+        self.apps.get(id.0)
     }
 
     pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {

@@ -295,24 +295,24 @@ impl Exchange {
         }
     }
 
-    /// The backend holding this request's slot.
-    pub fn backend(&self) -> Option<BackendId> {
+    /// The backend slot and connection it holds, from a pick until it ends.
+    fn held(&self) -> Option<(BackendId, ConnId)> {
         match self.journey {
-            Journey::Connecting { backend, .. }
-            | Journey::AwaitingHead { backend, .. }
-            | Journey::Streaming { backend, .. } => Some(backend),
+            Journey::Connecting { backend, upstream }
+            | Journey::AwaitingHead { backend, upstream }
+            | Journey::Streaming { backend, upstream } => Some((backend, upstream)),
             _ => None,
         }
     }
 
+    /// The backend holding this request's slot.
+    pub fn backend(&self) -> Option<BackendId> {
+        self.held().map(|(b, _)| b)
+    }
+
     /// The backend connection serving it.
     pub fn upstream(&self) -> Option<ConnId> {
-        match self.journey {
-            Journey::Connecting { upstream, .. }
-            | Journey::AwaitingHead { upstream, .. }
-            | Journey::Streaming { upstream, .. } => Some(upstream),
-            _ => None,
-        }
+        self.held().map(|(_, c)| c)
     }
 
     pub fn ticket(&self) -> Option<Ticket> {
@@ -426,7 +426,9 @@ impl Exchange {
         gzip_level: u32,
     ) -> BodyKind {
         use crate::compress::{rewrite_head, should_compress};
-        if let Journey::AwaitingHead { backend, upstream } = self.journey {
+        if let (Journey::AwaitingHead { .. }, Some((backend, upstream))) =
+            (self.journey, self.held())
+        {
             self.journey = Journey::Streaming { backend, upstream };
         }
         self.status = head.status;

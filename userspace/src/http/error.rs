@@ -309,36 +309,7 @@ impl HttpError {
 
     /// The variants the HTTP/1.1 codec produces (the first 28 of `ALL`);
     /// the others come from routing, scheduling and timers.
-    pub const CODEC: &'static [HttpError] = &[
-        HttpError::PeerInvalidRequestLine,
-        HttpError::PeerUnsupportedVersion,
-        HttpError::PeerInvalidHeaderName,
-        HttpError::PeerInvalidHeaderValue,
-        HttpError::PeerObsFold,
-        HttpError::PeerConflictingContentLength,
-        HttpError::PeerInvalidContentLength,
-        HttpError::PeerContentLengthWithTransferEncoding,
-        HttpError::PeerUnknownTransferCoding,
-        HttpError::PeerInvalidTransferEncoding,
-        HttpError::PeerTransferEncodingInHttp10,
-        HttpError::PeerMissingHost,
-        HttpError::PeerMultipleHost,
-        HttpError::PeerInvalidHost,
-        HttpError::PeerInvalidChunkSize,
-        HttpError::PeerInvalidChunkFraming,
-        HttpError::PeerIncompleteBody,
-        HttpError::LimitHeaderSection,
-        HttpError::LimitHeaderLine,
-        HttpError::LimitTooManyHeaders,
-        HttpError::LimitUriTooLong,
-        HttpError::LimitBody,
-        HttpError::LimitChunkExtension,
-        HttpError::UpstreamInvalidResponse,
-        HttpError::UpstreamHeaderTooLarge,
-        HttpError::UpstreamInvalidFraming,
-        HttpError::UpstreamInvalidChunk,
-        HttpError::UpstreamIncompleteBody,
-    ];
+    pub const CODEC: &'static [HttpError] = HttpError::ALL.split_at(28).0;
 }
 
 #[cfg(test)]

@@ -187,3 +187,110 @@ impl Session {
         let _ = self.conn.write_tls(io);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use std::collections::VecDeque;
+
+    /// One side of an in-memory byte pipe: reads `rx`, writes `tx`;
+    /// an empty `rx` would block, as a non-blocking socket does.
+    struct End<'a> {
+        rx: &'a mut VecDeque<u8>,
+        tx: &'a mut VecDeque<u8>,
+    }
+
+    impl Read for End<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.rx.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.rx.read(buf)
+        }
+    }
+
+    impl Write for End<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.tx.extend(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn handshake_alpn_and_plaintext_both_ways_over_a_pipe() {
+        let pem = crate::tls::self_signed_pem(&["session.test".to_string()]).expect("cert");
+        let store = crate::tls::CertStore::from_pems(
+            [("default", pem.as_bytes())],
+            &crate::tls::provider(),
+        )
+        .expect("store");
+        let tls = crate::tls::Tls::new(store, &[b"h2", b"http/1.1"]).expect("config");
+        let mut server = Session::new(tls.config.clone()).expect("session");
+
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("pem")).expect("root");
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let mut client =
+            rustls::ClientConnection::new(Arc::new(cfg), "session.test".try_into().expect("name"))
+                .expect("client");
+
+        let (mut c2s, mut s2c) = (VecDeque::new(), VecDeque::new());
+        let mut plain = Vec::new();
+        let mut scratch = vec![0u8; 4096];
+        let mut handshake = None;
+        client.writer().write_all(b"hello server").expect("queue");
+        for _ in 0..10 {
+            while client.wants_write() {
+                client.write_tls(&mut c2s).expect("client out");
+            }
+            {
+                let mut end = End {
+                    rx: &mut c2s,
+                    tx: &mut s2c,
+                };
+                server
+                    .read_into(&mut end, &mut plain, 1 << 20, &mut scratch)
+                    .expect("server in");
+                handshake = handshake.or_else(|| server.take_handshake());
+                let mut reply = if plain.is_empty() {
+                    Vec::new()
+                } else {
+                    b"hello client".to_vec()
+                };
+                server.flush(&mut end, &mut reply).expect("server out");
+            }
+            while !s2c.is_empty() {
+                client.read_tls(&mut s2c).expect("client read");
+                client.process_new_packets().expect("client process");
+            }
+            if !plain.is_empty() && handshake.is_some() {
+                break;
+            }
+        }
+        assert_eq!(plain, b"hello server");
+        assert_eq!(
+            handshake,
+            Some(Handshake {
+                tls13: true,
+                resumed: false,
+                h2: true
+            })
+        );
+        assert_eq!(server.take_handshake(), None, "reported once");
+        assert_eq!(server.version_name(), Some("TLSv1.3"));
+        let mut got = Vec::new();
+        let _ = client.reader().read_to_end(&mut got);
+        assert_eq!(got, b"hello client");
+    }
+}

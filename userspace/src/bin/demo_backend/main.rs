@@ -77,13 +77,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTIER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    portier::init_logging();
     let cli = Cli::parse();
     match run(cli.listen, cli.name, cli.threads) {
         Ok(()) => ExitCode::SUCCESS,
