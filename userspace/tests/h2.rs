@@ -255,8 +255,14 @@ fn abuse_is_cut_off_and_the_server_keeps_serving() {
     let b = Backend::start("b");
     let p = start(&b, "max_conns_per_backend = 200\n");
     let r = attack(p.port, "rapid_reset");
+    // Cut off after a bounded number of streams (the reset budget is 200
+    // per window): the GOAWAY says where the server stopped when the
+    // client could read it (socket buffers may have taken the whole flood
+    // by then); otherwise the client could not even send it all.
+    let stopped_early = r["goaway_last_stream"].as_u64().is_some_and(|s| s < 1000)
+        || r["sent"].as_u64() < Some(5000);
     assert!(
-        cut_off(&r) && r["sent"].as_u64() < Some(5000),
+        cut_off(&r) && stopped_early,
         "rapid reset (CVE-2023-44487): {r}"
     );
     still_serves(p.port);

@@ -92,6 +92,8 @@ def summary(frames):
     headers = [f for f in frames if f[0] == HEADERS]
     return {
         "goaway_code": int.from_bytes(goaway[0][3][4:8], "big") if goaway else None,
+        # Last stream the server processed: how far a flood got before the cut.
+        "goaway_last_stream": int.from_bytes(goaway[0][3][0:4], "big") & 0x7FFFFFFF if goaway else None,
         "rst_codes": sorted({int.from_bytes(f[3][:4], "big") for f in rst}),
         "rst_count": len(rst),
         "responses": len(headers),
