@@ -3,10 +3,10 @@
 //! connection, with buffered read and flush.
 //!
 //! ```text
-//!  client:   Idle (reading a head) ──head──► Busy(exchange) ──response done──► Idle (keep-alive, pipelining)
-//!            │                                └─ 101 ──► Tunnel(backend) ──either side closes──► closed
-//!            └─ TLS ALPN h2 ──► H2(connection machine + streams)
-//!  backend:  Connecting(exchange) ─► Serving(exchange) ─► Idle (pool) ─► Serving ... │ Tunnel(client)
+//!  client:   H1(http::h1::server machine, link: none | exchange | tunnel)
+//!            └─ TLS ALPN h2 ──► H2(http::h2 machine + streams' exchanges)
+//!  backend:  http::h1::client machine (connecting, sending, receiving,
+//!            idle in the pool, tunnel), link: exchange | tunnel | none
 //! ```
 
 use std::collections::HashMap;
@@ -20,8 +20,9 @@ use mio::net::TcpStream;
 
 use crate::exchange::ExchangeId;
 use crate::http::forward::Scheme;
+use crate::http::h1::client::ClientConn;
+use crate::http::h1::server::ServerConn;
 use crate::sched::balance::{BackendId, Balancer};
-use crate::timer::TimerTable;
 pub use crate::tls::session::ReadOutcome;
 use crate::tls::session::Session;
 
@@ -37,32 +38,34 @@ pub enum Conn {
     Upstream(Box<Upstream>),
 }
 
-/// A client connection's timers.
-#[derive(Clone, Copy, Debug)]
-pub enum ClientTimer {
-    /// A request head must arrive whole (→ 408), also the TLS handshake.
-    Header = 0,
-    /// Keep-alive idle (HTTP/1.x between requests, HTTP/2 without streams).
-    Idle = 1,
-    /// No traffic either way on an upgraded connection.
-    Tunnel = 2,
+/// What a client connection is linked to, besides its protocol machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    None,
+    /// The request being served.
+    Exchange(ExchangeId),
+    /// Upgraded: the backend connection at the other end.
+    Tunnel(Token),
 }
 
 pub enum ClientState {
-    /// Waiting for (the rest of) a request head.
-    Idle,
-    /// A request is being served (queued, connecting, or streaming).
-    Busy(ExchangeId),
-    /// Upgraded (WebSocket): bytes flow both ways untouched.
-    Tunnel(Token),
+    /// HTTP/1.x: the connection machine and what it is linked to.
+    H1(H1Client),
     /// HTTP/2: the connection machine and its streams' exchanges.
     H2(Box<H2Client>),
+}
+
+pub struct H1Client {
+    pub conn: ServerConn,
+    pub link: Link,
 }
 
 pub struct H2Client {
     pub conn: crate::http::h2::ServerConn,
     /// Stream id → exchange.
     pub streams: HashMap<u32, ExchangeId>,
+    /// Keep-alive idle deadline (armed while no stream is open).
+    pub idle: Option<Instant>,
 }
 
 pub struct Client {
@@ -83,22 +86,11 @@ pub struct Client {
     pub read_paused: bool,
     /// Close once everything queued is sent.
     pub closing: bool,
-    /// When the first byte of the current head arrived.
-    pub head_started: Option<Instant>,
-    pub timers: TimerTable<3>,
     /// The wheel entry (see `timers::Wheel`).
     pub scheduled: Option<Instant>,
 }
 
 impl Client {
-    pub fn set_timer(&mut self, t: ClientTimer, at: Instant) {
-        self.timers.set(t as usize, at);
-    }
-
-    pub fn clear_timer(&mut self, t: ClientTimer) {
-        self.timers.clear(t as usize);
-    }
-
     /// Read plaintext, through TLS when the client has a session.
     pub fn read(&mut self, cap: usize, scratch: &mut [u8], drain: bool) -> io::Result<ReadOutcome> {
         match self.tls.as_deref_mut() {
@@ -119,29 +111,22 @@ impl Client {
     pub fn output_empty(&self) -> bool {
         self.wbuf.is_empty() && self.tls.as_ref().is_none_or(|t| !t.wants_write())
     }
-}
 
-/// What a backend connection is doing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Opening, for this exchange.
-    Connecting(ExchangeId),
-    /// Carrying this exchange's request and response.
-    Serving(ExchangeId),
-    /// Idle in the pool.
-    Idle,
-    /// Upgraded: bytes to and from this client.
-    Tunnel(Token),
-}
+    /// The earliest timer of its protocol machine.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            ClientState::H1(h) => h.conn.next_deadline(),
+            ClientState::H2(h) => h.idle,
+        }
+    }
 
-/// A backend connection's timers (an exchange's own timers cover connect
-/// and read while it is served).
-#[derive(Clone, Copy, Debug)]
-pub enum UpstreamTimer {
-    /// Idle in the pool past the backend keep-alive.
-    PoolIdle = 0,
-    /// No traffic either way on an upgraded connection.
-    Tunnel = 1,
+    /// What an HTTP/1.x connection is linked to (`None` for HTTP/2).
+    pub fn link(&self) -> Link {
+        match &self.state {
+            ClientState::H1(h) => h.link,
+            ClientState::H2(_) => Link::None,
+        }
+    }
 }
 
 pub struct Upstream {
@@ -149,25 +134,15 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub balancer: Arc<Balancer>,
     pub backend: BackendId,
-    pub phase: Phase,
-    /// Taken from the idle pool (a failure may just be a stale connection).
-    pub reused: bool,
+    /// The backend connection machine.
+    pub conn: ClientConn,
+    /// The exchange it carries, or the client of its tunnel.
+    pub link: Link,
     pub wbuf: Vec<u8>,
     pub rbuf: Vec<u8>,
-    /// The backend allows another request on this connection.
-    pub keep_alive: bool,
-    /// Request bytes written to the socket for the current exchange.
-    pub written: u64,
     pub eof: bool,
     pub read_paused: bool,
-    pub timers: TimerTable<2>,
     pub scheduled: Option<Instant>,
-}
-
-impl Upstream {
-    pub fn set_timer(&mut self, t: UpstreamTimer, at: Instant) {
-        self.timers.set(t as usize, at);
-    }
 }
 
 /// Read into `buf` until the socket would block, hits EOF, or `buf` reaches

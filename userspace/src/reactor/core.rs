@@ -23,10 +23,13 @@ use super::listener::Listeners;
 use super::timers::{Key, Wheel};
 use crate::control::{Command, Control};
 use crate::exchange::{ConnId, Exchange, ExchangeId};
+use crate::http::HttpError;
+use crate::http::answer::Answer;
 use crate::http::forward::Scheme;
+use crate::http::h1::client::State as ConnState;
+use crate::http::h1::server::{Expired, ServerConn, ServerTimeouts};
 use crate::sched::balance::Grant;
 use crate::snapshot::Snapshot;
-use crate::timer::TimerTable;
 use crate::upstream::pool::Pool;
 
 /// On shutdown, in-flight requests get this long to finish.
@@ -188,16 +191,19 @@ impl Reactor {
                 continue;
             };
             match &mut c.state {
-                ClientState::Idle => {
-                    c.closing = true;
-                    self.client_flush(token);
-                }
-                ClientState::Busy(xid) => {
-                    if let Some(ex) = self.exchanges.get_mut(xid.0) {
-                        ex.request.keep_alive = false;
+                ClientState::H1(h) => match h.link {
+                    Link::None => {
+                        h.conn.close();
+                        c.closing = true;
+                        self.client_flush(token);
                     }
-                }
-                ClientState::Tunnel(_) => {}
+                    Link::Exchange(xid) => {
+                        if let Some(ex) = self.exchanges.get_mut(xid.0) {
+                            ex.request.keep_alive = false;
+                        }
+                    }
+                    Link::Tunnel(_) => {}
+                },
                 ClientState::H2(h) => {
                     h.conn.goaway(false);
                     if h.streams.is_empty() {
@@ -297,6 +303,7 @@ impl Reactor {
                     } else {
                         self.snapshot.public_http_port
                     };
+                    let conn = ServerConn::new(self.now, &self.server_timeouts());
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key());
                     if self
@@ -307,7 +314,7 @@ impl Reactor {
                     {
                         continue;
                     }
-                    let mut client = Client {
+                    entry.insert(Conn::Client(Client {
                         sock,
                         tls,
                         scheme: if secure { Scheme::Https } else { Scheme::Http },
@@ -315,19 +322,15 @@ impl Reactor {
                         port: if configured == 0 { port } else { configured },
                         rbuf: Vec::new(),
                         wbuf: Vec::new(),
-                        state: ClientState::Idle,
+                        state: ClientState::H1(H1Client {
+                            conn,
+                            link: Link::None,
+                        }),
                         eof: false,
                         read_paused: false,
                         closing: false,
-                        head_started: None,
-                        timers: TimerTable::default(),
                         scheduled: None,
-                    };
-                    client.set_timer(
-                        ClientTimer::Header,
-                        self.now + self.snapshot.timeouts.header,
-                    );
-                    entry.insert(Conn::Client(client));
+                    }));
                     self.schedule_conn(token);
                     if let Some(c) = self.counters() {
                         c.connections_accepted.fetch_add(1, Ordering::Relaxed);
@@ -346,11 +349,24 @@ impl Reactor {
 
     // ---- timers -----------------------------------------------------------
 
+    /// The client connection timeouts of the current snapshot.
+    pub(super) fn server_timeouts(&self) -> ServerTimeouts {
+        let t = &self.snapshot.timeouts;
+        ServerTimeouts {
+            header: t.header,
+            keepalive: t.keepalive,
+            tunnel: t.tunnel_idle,
+        }
+    }
+
     /// Put a connection's earliest timer on the wheel (after any change).
     pub(super) fn schedule_conn(&mut self, token: Token) {
         let (scheduled, next) = match self.conns.get_mut(token.0) {
-            Some(Conn::Client(c)) => (&mut c.scheduled, c.timers.next()),
-            Some(Conn::Upstream(u)) => (&mut u.scheduled, u.timers.next()),
+            Some(Conn::Client(c)) => {
+                let next = c.next_deadline();
+                (&mut c.scheduled, next)
+            }
+            Some(Conn::Upstream(u)) => (&mut u.scheduled, u.conn.next_deadline()),
             None => return,
         };
         self.wheel.schedule(scheduled, next, Key::Conn(token.0));
@@ -396,27 +412,29 @@ impl Reactor {
     fn conn_timeout(&mut self, token: Token) {
         let now = self.now;
         match self.conns.get_mut(token.0) {
-            Some(Conn::Client(_)) => loop {
-                let expired = match self.conns.get_mut(token.0) {
-                    Some(Conn::Client(c)) => c.timers.take_expired(now),
-                    _ => None,
-                };
-                match expired {
-                    Some(t) if t == ClientTimer::Header as usize => self.header_timeout(token),
-                    Some(t) if t == ClientTimer::Idle as usize => self.idle_timeout(token),
-                    Some(_) => self.tunnel_timeout(token),
-                    None => return,
-                }
+            Some(Conn::Client(c)) => match &mut c.state {
+                ClientState::H1(h) => match h.conn.handle_timeout(now) {
+                    Some(Expired::HeaderTimeout) => {
+                        let id = self.request_uuid().to_string();
+                        let answer = Answer::error(HttpError::PeerHeaderTimeout, id);
+                        self.answer(token, answer, true, false);
+                    }
+                    Some(Expired::Close) => {
+                        if let Link::Tunnel(up) = h.link {
+                            self.close_upstream(up);
+                        }
+                        self.close_client(token);
+                    }
+                    None => {}
+                },
+                ClientState::H2(_) => self.h2_idle_timeout(token),
             },
             // Idle in the pool, or a silent tunnel: either way it ends.
             Some(Conn::Upstream(u)) => {
-                let tunnel = match u.phase {
-                    Phase::Tunnel(client) => Some(client),
-                    _ => None,
-                };
-                if u.timers.take_expired(now).is_some() {
+                let link = u.link;
+                if u.conn.handle_timeout(now) {
                     self.close_upstream(token);
-                    if let Some(client) = tunnel {
+                    if let Link::Tunnel(client) = link {
                         self.close_client(client);
                     }
                 }
@@ -462,14 +480,16 @@ impl Reactor {
         };
         let _ = self.poll.registry().deregister(&mut c.sock);
         match c.state {
-            ClientState::Busy(xid) => self.drop_exchange(xid),
-            ClientState::Tunnel(up) => self.close_upstream(up),
+            ClientState::H1(h) => match h.link {
+                Link::Exchange(xid) => self.drop_exchange(xid),
+                Link::Tunnel(up) => self.close_upstream(up),
+                Link::None => {}
+            },
             ClientState::H2(h) => {
                 for xid in h.streams.into_values() {
                     self.drop_exchange(xid);
                 }
             }
-            ClientState::Idle => {}
         }
     }
 
@@ -491,7 +511,7 @@ impl Reactor {
             return;
         };
         let _ = self.poll.registry().deregister(&mut u.sock);
-        if u.phase == Phase::Idle {
+        if u.conn.state() == ConnState::Idle {
             self.pool.remove(u.addr, cid(token));
         }
     }

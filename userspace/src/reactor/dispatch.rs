@@ -16,6 +16,7 @@ use crate::exchange::*;
 use crate::http::HttpError;
 use crate::http::answer::Answer;
 use crate::http::forward::{ForwardInput, Scheme, forward_headers};
+use crate::http::h1::client::{ClientConn, State as ConnState};
 use crate::http::h1::{BodyDecoder, BodyKind, RequestHead, encode_request_head};
 use crate::router::Decision;
 use crate::sched::balance::{BackendId, Balancer, Grant, Pick};
@@ -36,13 +37,15 @@ struct Held {
 
 impl Reactor {
     /// Route a request head and build its exchange (not yet in the slab).
-    /// `head.body` says how the backend will see the body.
+    /// `head.body` says how the backend will see the body; `started` is
+    /// when the request's first byte arrived.
     pub(super) fn route(
         &mut self,
         token: Token,
         downstream: Downstream,
         head: &RequestHead,
         body: RequestBody,
+        started: std::time::Instant,
     ) -> Option<Routed> {
         let snap = self.snapshot.clone();
         let generated_id = self.request_uuid();
@@ -57,11 +60,6 @@ impl Reactor {
             https,
         );
         let incoming_xff: Vec<&[u8]> = head.header_values("x-forwarded-for").collect();
-        let h1 = matches!(downstream, Downstream::H1 { .. });
-        let started = match c.head_started {
-            Some(t) if h1 => t,
-            _ => self.now,
-        };
         // The wall clock of that instant (read once per loop turn).
         let start = self.wall - self.now.saturating_duration_since(started);
         let since = start.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -75,9 +73,6 @@ impl Reactor {
             generated_id,
             start: (since.as_secs(), since.subsec_millis()),
         });
-        if h1 {
-            c.head_started = None;
-        }
         let app = match decision {
             Decision::Proxy(app) => app,
             Decision::NotFound => {
@@ -153,7 +148,12 @@ impl Reactor {
     }
 
     /// A complete HTTP/1.x request head.
-    pub(super) fn start_h1_exchange(&mut self, token: Token, head: RequestHead) {
+    pub(super) fn start_h1_exchange(
+        &mut self,
+        token: Token,
+        head: RequestHead,
+        started: std::time::Instant,
+    ) {
         let body = match head.body {
             BodyKind::None => RequestBody::None,
             kind => RequestBody::H1(BodyDecoder::for_request(kind, &self.snapshot.limits)),
@@ -162,16 +162,17 @@ impl Reactor {
         let downstream = Downstream::H1 {
             version: head.version,
         };
-        match self.route(token, downstream, &head, body) {
+        match self.route(token, downstream, &head, body, started) {
             None => {}
             Some(Routed::Answer(a)) => self.answer(token, a, close_after, head.is_head()),
             Some(Routed::Proxy(ex)) => {
                 let xid = ExchangeId(self.exchanges.insert(*ex));
-                if let Some(Conn::Client(c)) = self.conns.get_mut(token.0) {
-                    c.state = ClientState::Busy(xid);
-                    // The exchange's own timers take over.
-                    c.clear_timer(ClientTimer::Header);
-                    c.clear_timer(ClientTimer::Idle);
+                if let Some(Conn::Client(Client {
+                    state: ClientState::H1(h),
+                    ..
+                })) = self.conns.get_mut(token.0)
+                {
+                    h.link = Link::Exchange(xid);
                 }
                 self.dispatch(xid);
             }
@@ -274,7 +275,7 @@ impl Reactor {
         let mut pooled = None;
         while let Some(c) = self.pool.take(addr) {
             match self.conns.get(c.0) {
-                Some(Conn::Upstream(u)) if !u.eof && u.phase == Phase::Idle => {
+                Some(Conn::Upstream(u)) if !u.eof && u.conn.state() == ConnState::Idle => {
                     pooled = Some(tok(c));
                     break;
                 }
@@ -285,13 +286,10 @@ impl Reactor {
         let up = match pooled {
             Some(t) => {
                 if let Some(Conn::Upstream(u)) = self.conns.get_mut(t.0) {
-                    u.phase = Phase::Serving(xid);
-                    u.reused = true;
+                    u.conn.reuse();
+                    u.link = Link::Exchange(xid);
                     u.backend = id;
                     u.balancer = balancer.clone();
-                    u.written = 0;
-                    u.keep_alive = true;
-                    u.timers.clear_all();
                     u.wbuf.extend_from_slice(&head);
                 }
                 t
@@ -304,15 +302,12 @@ impl Reactor {
                         addr,
                         balancer: balancer.clone(),
                         backend: id,
-                        phase: Phase::Connecting(xid),
-                        reused: false,
+                        conn: ClientConn::connecting(),
+                        link: Link::Exchange(xid),
                         wbuf: head,
                         rbuf: Vec::new(),
-                        keep_alive: true,
-                        written: 0,
                         eof: false,
                         read_paused: false,
-                        timers: Default::default(),
                         scheduled: None,
                     })
                 });
@@ -408,9 +403,7 @@ impl Reactor {
             self.h2_release_request_capacity(xid, moved);
             self.upstream_write(up);
             let upstream_full = match self.conns.get(up.0) {
-                Some(Conn::Upstream(u)) => {
-                    u.wbuf.len() >= HIGH_WATER || matches!(u.phase, Phase::Connecting(_))
-                }
+                Some(Conn::Upstream(u)) => u.wbuf.len() >= HIGH_WATER || u.conn.is_connecting(),
                 _ => true,
             };
             if moved == 0 || upstream_full {
@@ -467,21 +460,18 @@ impl Reactor {
     /// After a response: the backend connection goes to the pool when it
     /// can carry another request, else it is closed.
     fn park_or_close_upstream(&mut self, up: Token, request_done: bool) {
-        let at = self.now + self.snapshot.timeouts.backend_keepalive;
+        let (now, idle) = (self.now, self.snapshot.timeouts.backend_keepalive);
         let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) else {
             return;
         };
-        let reusable =
-            u.keep_alive && !u.eof && request_done && u.rbuf.is_empty() && u.wbuf.is_empty();
-        if !reusable {
+        let clean = request_done && u.rbuf.is_empty() && u.wbuf.is_empty();
+        if !u.conn.response_done(clean, u.eof, now, idle) {
             self.close_upstream(up);
             return;
         }
-        u.phase = Phase::Idle;
-        u.reused = true;
+        u.link = Link::None;
         u.rbuf = Vec::new();
         u.wbuf = Vec::new();
-        u.set_timer(UpstreamTimer::PoolIdle, at);
         let addr = u.addr;
         self.pool.put(addr, cid(up));
         self.schedule_conn(up);

@@ -39,11 +39,32 @@ impl Reactor {
         c.state = ClientState::H2(Box::new(H2Client {
             conn: ServerConn::new(H2Settings::default(), limits),
             streams: HashMap::new(),
+            idle: Some(at),
         }));
-        c.head_started = None;
-        c.clear_timer(ClientTimer::Header);
-        c.set_timer(ClientTimer::Idle, at);
         self.schedule_conn(token);
+    }
+
+    /// The keep-alive idle deadline passed: without streams the connection
+    /// says goodbye; with streams open the clock starts again.
+    pub(super) fn h2_idle_timeout(&mut self, token: Token) {
+        let (now, keepalive) = (self.now, self.snapshot.timeouts.keepalive);
+        let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        let ClientState::H2(h) = &mut c.state else {
+            return;
+        };
+        if h.idle.is_none_or(|at| at > now) {
+            return;
+        }
+        if h.streams.is_empty() {
+            h.idle = None;
+            h.conn.goaway(false);
+            c.closing = true;
+            self.h2_flush(token);
+        } else {
+            h.idle = Some(now + keepalive);
+        }
     }
 
     /// Feed buffered bytes to the connection machine and act on its events.
@@ -240,7 +261,7 @@ impl Reactor {
             && h.streams.remove(&sid).is_some()
             && h.streams.is_empty()
         {
-            c.set_timer(ClientTimer::Idle, at);
+            h.idle = Some(at);
             self.schedule_conn(token);
         }
     }
@@ -300,7 +321,7 @@ impl Reactor {
             },
         };
         let downstream = Downstream::H2(H2Stream::new(sid));
-        match self.route(token, downstream, &head, body) {
+        match self.route(token, downstream, &head, body, self.now) {
             None => {}
             Some(Routed::Answer(a)) => {
                 self.count_response(a.status, None);
@@ -459,7 +480,7 @@ impl Reactor {
             return false;
         }
         if let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) {
-            u.keep_alive = head.keep_alive;
+            u.conn.head(&head);
         }
         if no_body {
             self.finish_exchange(xid);

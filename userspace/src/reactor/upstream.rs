@@ -19,7 +19,9 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
             return;
         };
-        if let Phase::Connecting(xid) = u.phase {
+        if u.conn.is_connecting()
+            && let Link::Exchange(xid) = u.link
+        {
             let failed = match u.sock.take_error() {
                 Ok(Some(_)) | Err(_) => true,
                 Ok(None) => match u.sock.peer_addr() {
@@ -32,7 +34,7 @@ impl Reactor {
                 self.upstream_failed(token);
                 return;
             }
-            u.phase = Phase::Serving(xid);
+            u.conn.connected();
             if let Some(ex) = self.exchanges.get_mut(xid.0) {
                 ex.connected(self.now);
             }
@@ -46,11 +48,11 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
             return;
         };
-        if matches!(u.phase, Phase::Connecting(_)) || u.wbuf.is_empty() {
+        if u.conn.is_connecting() || u.wbuf.is_empty() {
             return;
         }
         match flush(&mut u.sock, &mut u.wbuf) {
-            Ok(n) => u.written += n as u64,
+            Ok(n) => u.conn.wrote(n),
             Err(_) => self.upstream_failed(token),
         }
     }
@@ -64,14 +66,14 @@ impl Reactor {
         if u.wbuf.len() >= HIGH_WATER {
             return;
         }
-        match u.phase {
-            Phase::Tunnel(client) => {
+        match u.link {
+            Link::Tunnel(client) => {
                 if matches!(self.conns.get(client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
                 {
                     self.ready.push_back(client);
                 }
             }
-            Phase::Serving(xid) => {
+            Link::Exchange(xid) => {
                 let pending = match self.exchanges.get(xid.0) {
                     Some(ex) => match &ex.body {
                         crate::exchange::RequestBody::H2 { pending, .. } => !pending.is_empty(),
@@ -86,7 +88,7 @@ impl Reactor {
                     self.pump_request_body(xid);
                 }
             }
-            Phase::Connecting(_) | Phase::Idle => {}
+            Link::None => {}
         }
     }
 
@@ -94,7 +96,7 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
             return;
         };
-        if matches!(u.phase, Phase::Connecting(_)) {
+        if u.conn.is_connecting() {
             return;
         }
         let room = self.response_room(token);
@@ -115,7 +117,7 @@ impl Reactor {
                     u.eof |= r.eof;
                     u.read_paused = r.paused;
                     if r.bytes > 0
-                        && let Phase::Serving(xid) = u.phase
+                        && let Link::Exchange(xid) = u.link
                         && let Some(ex) = self.exchanges.get_mut(xid.0)
                     {
                         // The backend is alive: its read clock starts again.
@@ -137,9 +139,9 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get(up.0) else {
             return false;
         };
-        let client = match u.phase {
-            Phase::Tunnel(c) => c,
-            Phase::Serving(xid) => match self.exchanges.get(xid.0) {
+        let client = match u.link {
+            Link::Tunnel(c) => c,
+            Link::Exchange(xid) => match self.exchanges.get(xid.0) {
                 // Before the response head, only the head is read: always room.
                 Some(ex) if ex.response_started() && ex.stream().is_some() => {
                     return self.h2_stream_room(xid);
@@ -147,7 +149,7 @@ impl Reactor {
                 Some(ex) => tok(ex.client),
                 None => return true,
             },
-            Phase::Connecting(_) | Phase::Idle => return true,
+            Link::None => return true,
         };
         matches!(self.conns.get(client.0), Some(Conn::Client(c)) if c.wbuf.len() < HIGH_WATER)
     }
@@ -158,20 +160,20 @@ impl Reactor {
             let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
                 return;
             };
-            let xid = match u.phase {
-                Phase::Tunnel(client) => {
+            let xid = match u.link {
+                Link::Tunnel(client) => {
                     self.tunnel_to_client(token, client);
                     return;
                 }
                 // Idle in the pool: any byte or EOF means it is no longer usable.
-                Phase::Idle => {
-                    if u.eof || !u.rbuf.is_empty() {
+                Link::None => {
+                    if (u.eof || !u.rbuf.is_empty()) && u.conn.idle_input() {
                         self.close_upstream(token);
                     }
                     return;
                 }
-                Phase::Connecting(_) => return,
-                Phase::Serving(xid) => xid,
+                Link::Exchange(_) if u.conn.is_connecting() => return,
+                Link::Exchange(xid) => xid,
             };
             let Some(ex) = self.exchanges.get(xid.0) else {
                 return;
@@ -210,6 +212,7 @@ impl Reactor {
     /// Forward a response head; false when the exchange is over or changed
     /// shape (no body, tunnel), true to keep going (interim, body).
     fn response_head(&mut self, xid: ExchangeId, up: Token, mut head: ResponseHead) -> bool {
+        let (now, t) = (self.now, self.server_timeouts());
         let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return false;
         };
@@ -233,11 +236,12 @@ impl Reactor {
             encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             c.wbuf.extend_from_slice(&u.rbuf);
             u.rbuf.clear();
-            u.phase = Phase::Tunnel(client);
-            c.state = ClientState::Tunnel(up);
-            let at = self.now + self.snapshot.timeouts.tunnel_idle;
-            u.set_timer(UpstreamTimer::Tunnel, at);
-            c.set_timer(ClientTimer::Tunnel, at);
+            u.link = Link::Tunnel(client);
+            u.conn.upgraded(now, t.tunnel);
+            if let ClientState::H1(h) = &mut c.state {
+                h.link = Link::Tunnel(up);
+                h.conn.upgraded(now, &t);
+            }
             // The upgraded connection no longer holds a request slot.
             if let Some(ex) = self.exchanges.try_remove(xid.0)
                 && let Some(b) = ex.backend()
@@ -256,7 +260,7 @@ impl Reactor {
             ex.request.keep_alive = false;
         }
         encode_response_head(&head, &extra_refs, version, close, &mut c.wbuf);
-        u.keep_alive = head.keep_alive;
+        u.conn.head(&head);
         if backend_kind == BodyKind::None {
             // finish_exchange flushes, after counting.
             self.finish_exchange(xid);
@@ -316,7 +320,7 @@ impl Reactor {
     }
 
     fn tunnel_to_client(&mut self, up: Token, client: Token) {
-        let at = self.now + self.snapshot.timeouts.tunnel_idle;
+        let (now, t) = (self.now, self.server_timeouts());
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             self.close_upstream(up);
             return;
@@ -324,8 +328,10 @@ impl Reactor {
         c.wbuf.extend_from_slice(&u.rbuf);
         u.rbuf.clear();
         let eof = u.eof;
-        u.set_timer(UpstreamTimer::Tunnel, at);
-        c.set_timer(ClientTimer::Tunnel, at);
+        u.conn.tunnel_activity(now, t.tunnel);
+        if let ClientState::H1(h) = &mut c.state {
+            h.conn.tunnel_activity(now, &t);
+        }
         self.schedule_conn(up);
         self.schedule_conn(client);
         self.client_flush(client);
@@ -333,7 +339,10 @@ impl Reactor {
             self.close_upstream(up);
             if let Some(Conn::Client(c)) = self.conns.get_mut(client.0) {
                 c.closing = true;
-                c.state = ClientState::Idle;
+                if let ClientState::H1(h) = &mut c.state {
+                    h.link = Link::None;
+                    h.conn.close();
+                }
             }
             self.client_flush(client);
         }
@@ -345,16 +354,21 @@ impl Reactor {
         let Some(Conn::Upstream(u)) = self.conns.get(token.0) else {
             return;
         };
-        let (phase, reused, written, backend, balancer) =
-            (u.phase, u.reused, u.written, u.backend, u.balancer.clone());
+        let (link, reused, written, backend, balancer) = (
+            u.link,
+            u.conn.reused(),
+            u.conn.written(),
+            u.backend,
+            u.balancer.clone(),
+        );
         self.close_upstream(token);
-        let xid = match phase {
-            Phase::Tunnel(client) => {
+        let xid = match link {
+            Link::Tunnel(client) => {
                 self.close_client(client);
                 return;
             }
-            Phase::Idle => return,
-            Phase::Connecting(xid) | Phase::Serving(xid) => xid,
+            Link::None => return,
+            Link::Exchange(xid) => xid,
         };
         let now_ms = self.control.now_ms(self.now);
         let Some(ex) = self.exchanges.get_mut(xid.0) else {

@@ -3,15 +3,19 @@
 //! Owns: request/response head parsing (`request.rs`, `response.rs`, on
 //! shared line rules in `head.rs`), streaming body decoding (`body.rs`) and
 //! encoding (`encode.rs`).
-//! Must not: read or write sockets, keep connection state, or know about
-//! routing; the connection machines (`server.rs` / `client.rs`, later) drive
-//! these functions. Fed by: byte slices. Emits: values, byte ranges, bytes.
+//! The connection machines — `server.rs` (a client's connection to Portier)
+//! and `client.rs` (Portier's connection to a backend) — keep the
+//! connection state these functions need, sans-IO.
+//! Must not: read or write sockets or know about routing. Fed by: byte
+//! slices and `now`. Emits: values, byte ranges, bytes, machine events.
 
 pub mod body;
+pub mod client;
 pub mod encode;
 pub mod head;
 pub mod request;
 pub mod response;
+pub mod server;
 
 #[cfg(test)]
 mod robustness;
