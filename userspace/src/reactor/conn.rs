@@ -212,7 +212,7 @@ mod size_tests {
     #[test]
     fn a_connection_slot_stays_small() {
         assert!(
-            std::mem::size_of::<super::Conn>() <= 200,
+            std::mem::size_of::<super::Conn>() <= 184,
             "{}",
             std::mem::size_of::<super::Conn>()
         );

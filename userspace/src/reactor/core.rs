@@ -304,17 +304,11 @@ impl Reactor {
                         self.snapshot.public_http_port
                     };
                     let conn = ServerConn::new(self.now, &self.server_timeouts());
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(entry.key());
-                    if self
-                        .poll
-                        .registry()
-                        .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
+                    let token = Token(self.conns.vacant_key());
+                    if self.register(&mut sock, token).is_err() {
                         continue;
                     }
-                    entry.insert(Conn::Client(Client {
+                    self.conns.insert(Conn::Client(Client {
                         sock,
                         tls,
                         scheme: if secure { Scheme::Https } else { Scheme::Http },
@@ -366,18 +360,42 @@ impl Reactor {
                 let next = c.next_deadline();
                 (&mut c.scheduled, next)
             }
-            Some(Conn::Upstream(u)) => (&mut u.scheduled, u.conn.next_deadline()),
+            Some(Conn::Upstream(u)) => {
+                // The exchange it carries rides on its entry (1:1): no
+                // wheel entry per request.
+                let carried = match u.link {
+                    Link::Exchange(xid) => {
+                        self.exchanges.get(xid.0).and_then(|ex| ex.next_deadline())
+                    }
+                    _ => None,
+                };
+                let next = match (u.conn.next_deadline(), carried) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (&mut u.scheduled, next)
+            }
             None => return,
         };
         self.wheel.schedule(scheduled, next, Key::Conn(token.0));
     }
 
-    /// Put an exchange's earliest timer on the wheel (after any change).
+    /// Put an exchange's earliest timer on the wheel (after any change):
+    /// on its backend connection's entry while it has one, on its own
+    /// while it waits (queued, or between retries).
     pub(super) fn schedule_exchange(&mut self, xid: ExchangeId) {
-        if let Some(ex) = self.exchanges.get_mut(xid.0) {
-            let next = ex.next_deadline();
-            self.wheel
-                .schedule(&mut ex.scheduled, next, Key::Exchange(xid.0));
+        let Some(ex) = self.exchanges.get_mut(xid.0) else {
+            return;
+        };
+        match ex.upstream() {
+            Some(up) if matches!(self.conns.get(up.0), Some(Conn::Upstream(_))) => {
+                self.schedule_conn(tok(up));
+            }
+            _ => {
+                let next = ex.next_deadline();
+                self.wheel
+                    .schedule(&mut ex.scheduled, next, Key::Exchange(xid.0));
+            }
         }
     }
 
@@ -429,9 +447,22 @@ impl Reactor {
                 },
                 ClientState::H2(_) => self.h2_idle_timeout(token),
             },
-            // Idle in the pool, or a silent tunnel: either way it ends.
+            // The carried exchange's timers first (connect, response);
+            // then idle in the pool, or a silent tunnel: either way it ends.
             Some(Conn::Upstream(u)) => {
                 let link = u.link;
+                if let Link::Exchange(xid) = link
+                    && self
+                        .exchanges
+                        .get(xid.0)
+                        .and_then(|ex| ex.next_deadline())
+                        .is_some_and(|at| at <= now)
+                {
+                    self.exchange_timeout(xid);
+                }
+                let Some(Conn::Upstream(u)) = self.conns.get_mut(token.0) else {
+                    return;
+                };
                 if u.conn.handle_timeout(now) {
                     self.close_upstream(token);
                     if let Link::Tunnel(client) = link {
@@ -522,13 +553,17 @@ impl Reactor {
         mut sock: mio::net::TcpStream,
         make: impl FnOnce(mio::net::TcpStream) -> Upstream,
     ) -> Option<Token> {
-        let entry = self.conns.vacant_entry();
-        let token = Token(entry.key());
+        let token = Token(self.conns.vacant_key());
+        self.register(&mut sock, token).ok()?;
+        self.conns.insert(Conn::Upstream(Box::new(make(sock))));
+        Some(token)
+    }
+
+    /// Every connection is registered once, edge-triggered, for both
+    /// directions: no re-registration per request.
+    fn register(&self, sock: &mut mio::net::TcpStream, token: Token) -> io::Result<()> {
         self.poll
             .registry()
-            .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
-            .ok()?;
-        entry.insert(Conn::Upstream(Box::new(make(sock))));
-        Some(token)
+            .register(sock, token, Interest::READABLE | Interest::WRITABLE)
     }
 }

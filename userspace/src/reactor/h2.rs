@@ -21,9 +21,7 @@ use crate::exchange::{Downstream, ExchangeId, H2Stream, RequestBody, pump};
 use crate::http::CONNECTION_SPECIFIC;
 use crate::http::HttpError;
 use crate::http::answer::Answer;
-use crate::http::h1::{
-    BodyDecoder, BodyKind, Host, RequestHead, ResponseHead, encode_chunk, encode_last_chunk,
-};
+use crate::http::h1::{BodyDecoder, BodyKind, ResponseHead, encode_chunk, encode_last_chunk};
 use crate::http::h2::{ErrorCode, Event, H2Request, H2Settings, ServerConn, StreamId};
 
 impl Reactor {
@@ -278,40 +276,16 @@ impl Reactor {
     /// request re-expressed as an HTTP/1.1 head for the backend.
     fn h2_request(&mut self, token: Token, stream: StreamId, req: H2Request, end_stream: bool) {
         let sid = stream.0;
-        let Ok(host) = crate::http::h1::parse_host(req.authority.as_bytes()) else {
-            let id = self.request_uuid().to_string();
-            self.count_response(HttpError::PeerInvalidHost.status(), None);
-            self.h2_answer(
-                token,
-                sid,
-                &Answer::error(HttpError::PeerInvalidHost, id),
-                false,
-            );
-            return;
+        let head = match crate::http::h2::translate::to_h1(req, end_stream) {
+            Ok(head) => head,
+            Err(e) => {
+                let id = self.request_uuid().to_string();
+                self.count_response(e.status(), None);
+                self.h2_answer(token, sid, &Answer::error(e, id), false);
+                return;
+            }
         };
-        let body_kind = match (end_stream, req.content_length) {
-            (true, _) => BodyKind::None,
-            (false, Some(n)) => BodyKind::Length(n),
-            (false, None) => BodyKind::Chunked,
-        };
-        let mut headers = Vec::with_capacity(req.headers.len() + 1);
-        headers.push(("host".to_string(), req.authority.clone().into_bytes()));
-        headers.extend(req.headers);
-        let head = RequestHead {
-            method: req.method,
-            target: req.path,
-            version: 1,
-            headers,
-            body: body_kind,
-            keep_alive: true,
-            expect_continue: false,
-            upgrade: None,
-            host: Some(Host {
-                name: host.name,
-                port: host.port,
-                raw: req.authority,
-            }),
-        };
+        let body_kind = head.body;
         let body = match body_kind {
             BodyKind::None => RequestBody::None,
             kind => RequestBody::H2 {

@@ -12,15 +12,33 @@ use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// Whose timer: a connection record or an exchange (both slab keys).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Key {
     Conn(usize),
     Exchange(usize),
 }
 
+impl Key {
+    /// Packed into one word on the heap (entries stay 24 bytes).
+    fn pack(self) -> usize {
+        match self {
+            Key::Conn(k) => k << 1,
+            Key::Exchange(k) => (k << 1) | 1,
+        }
+    }
+
+    fn unpack(v: usize) -> Key {
+        if v & 1 == 0 {
+            Key::Conn(v >> 1)
+        } else {
+            Key::Exchange(v >> 1)
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Wheel {
-    heap: BinaryHeap<Reverse<(Instant, Key)>>,
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Wheel {
@@ -31,7 +49,7 @@ impl Wheel {
             return;
         };
         if scheduled.is_none_or(|s| at < s) {
-            self.heap.push(Reverse((at, key)));
+            self.heap.push(Reverse((at, key.pack())));
             *scheduled = Some(at);
         }
     }
@@ -44,7 +62,9 @@ impl Wheel {
     /// it against the machine with [`Wheel::is_live`].
     pub fn pop_due(&mut self, now: Instant) -> Option<(Key, Instant)> {
         match self.heap.peek() {
-            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| (e.1, e.0)),
+            Some(Reverse((at, _))) if *at <= now => {
+                self.heap.pop().map(|Reverse((at, k))| (Key::unpack(k), at))
+            }
             _ => None,
         }
     }
@@ -92,5 +112,17 @@ mod tests {
         let (_, stale) = w.pop_due(t0 + Duration::from_secs(11)).expect("due");
         assert!(!Wheel::is_live(&mut s, stale), "superseded entry");
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn keys_survive_packing() {
+        for k in [
+            Key::Conn(0),
+            Key::Conn(7),
+            Key::Exchange(0),
+            Key::Exchange(12345),
+        ] {
+            assert_eq!(Key::unpack(k.pack()), k);
+        }
     }
 }

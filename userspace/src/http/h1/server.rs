@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use super::{RequestHead, parse_request_head};
 use crate::http::{HttpError, Limits};
-use crate::timer::TimerTable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -35,7 +34,7 @@ pub enum State {
     Closing,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
     /// A head must arrive whole (also: the first one after accept).
     Header = 0,
@@ -80,24 +79,24 @@ pub enum Expired {
     Close,
 }
 
-/// One connection's machine. The timeouts come with each call rather than
-/// living here: an idle connection's slot stays small.
+/// One connection's machine. Its timers are exclusive by state (a head
+/// being read, idle between requests, a tunnel), so they share one slot
+/// tagged with which timer it is; and the timeouts come with each call
+/// rather than living here: an idle connection's slot stays small.
 #[derive(Debug)]
 pub struct ServerConn {
     state: State,
     head_started: Option<Instant>,
-    timers: TimerTable<3>,
+    timer: Option<(Instant, Timer)>,
 }
 
 impl ServerConn {
     /// A connection just accepted: its first head has the header timeout.
     pub fn new(now: Instant, t: &ServerTimeouts) -> ServerConn {
-        let mut timers = TimerTable::default();
-        timers.set(Timer::Header as usize, now + t.header);
         ServerConn {
             state: State::Idle,
             head_started: None,
-            timers,
+            timer: Some((now + t.header, Timer::Header)),
         }
     }
 
@@ -141,13 +140,12 @@ impl ServerConn {
         if self.state == State::Idle {
             self.state = State::ReadingHead;
             self.head_started = Some(now);
-            self.timers.clear(Timer::Idle as usize);
-            self.timers.set(Timer::Header as usize, now + t.header);
+            self.timer = Some((now + t.header, Timer::Header));
         }
         match parse_request_head(buf, limits) {
             Err(e) => {
                 self.state = State::Closing;
-                self.timers.clear_all();
+                self.timer = None;
                 Input::Refuse(e)
             }
             Ok(None) if eof => {
@@ -158,7 +156,7 @@ impl ServerConn {
             Ok(None) => Input::Wait,
             Ok(Some((head, used))) => {
                 self.state = State::Busy;
-                self.timers.clear_all();
+                self.timer = None;
                 let started = self.head_started.take().unwrap_or(now);
                 Input::Head {
                     head: Box::new(head),
@@ -173,12 +171,12 @@ impl ServerConn {
     /// a head itself): wait for the next head, or close.
     pub fn response_done(&mut self, close: bool, now: Instant, t: &ServerTimeouts) {
         self.head_started = None;
-        self.timers.clear_all();
+        self.timer = None;
         if close {
             self.state = State::Closing;
         } else {
             self.state = State::Idle;
-            self.timers.set(Timer::Idle as usize, now + t.keepalive);
+            self.timer = Some((now + t.keepalive, Timer::Idle));
         }
     }
 
@@ -191,33 +189,34 @@ impl ServerConn {
     /// Traffic on the tunnel, either way: its idle clock starts again.
     pub fn tunnel_activity(&mut self, now: Instant, t: &ServerTimeouts) {
         if self.state == State::Tunnel {
-            self.timers.set(Timer::Tunnel as usize, now + t.tunnel);
+            self.timer = Some((now + t.tunnel, Timer::Tunnel));
         }
     }
 
     /// Close once the output is sent (shutdown, tunnel ended).
     pub fn close(&mut self) {
         self.state = State::Closing;
-        self.timers.clear_all();
+        self.timer = None;
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        self.timer.map(|(at, _)| at)
     }
 
     /// What an expired timer means. A spurious call returns `None`.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
-        let t = self.timers.take_expired(now)?;
-        let expired = match self.state {
-            State::ReadingHead => Expired::HeaderTimeout,
-            State::Idle if t == Timer::Idle as usize || t == Timer::Header as usize => {
-                Expired::Close
-            }
-            State::Tunnel if t == Timer::Tunnel as usize => Expired::Close,
+        let (at, t) = self.timer?;
+        if at > now {
+            return None;
+        }
+        self.timer = None;
+        let expired = match (self.state, t) {
+            (State::ReadingHead, Timer::Header) => Expired::HeaderTimeout,
+            (State::Idle, Timer::Idle | Timer::Header) => Expired::Close,
+            (State::Tunnel, Timer::Tunnel) => Expired::Close,
             _ => return None,
         };
         self.state = State::Closing;
-        self.timers.clear_all();
         Some(expired)
     }
 }

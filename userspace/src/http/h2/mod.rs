@@ -110,6 +110,7 @@ pub mod frame;
 pub mod hpack;
 pub mod request;
 pub mod stream;
+pub mod translate;
 
 #[cfg(test)]
 mod tests;

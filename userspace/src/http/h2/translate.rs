@@ -1,0 +1,106 @@
+//! HTTP/2 stream → HTTP/1.1 request (RFC 9113 §8.3.1, RFC 9112): what a
+//! backend sees of a request that arrived as HTTP/2.
+//!
+//! Owns: building the HTTP/1.1 head — `Host` from `:authority` (first, as
+//! RFC 9112 §3.2 asks), the fields as received (cookie crumbs already
+//! joined by the connection), and the body framing: none when the stream
+//! ended with its HEADERS, the `content-length` when given, otherwise
+//! chunked (the stream's DATA is re-framed as chunks).
+//! Must not: encode bytes or route. Fed by: the reactor on `Event::Request`.
+
+use super::H2Request;
+use crate::http::HttpError;
+use crate::http::h1::{BodyKind, Host, RequestHead, parse_host};
+
+/// The HTTP/1.1 head for a request received on a stream; `end_stream`:
+/// the stream carries no body. A `:authority` that is not a valid host is
+/// refused (400 `invalid_host`).
+pub fn to_h1(req: H2Request, end_stream: bool) -> Result<RequestHead, HttpError> {
+    let host = parse_host(req.authority.as_bytes()).map_err(|_| HttpError::PeerInvalidHost)?;
+    let body = match (end_stream, req.content_length) {
+        (true, _) => BodyKind::None,
+        (false, Some(n)) => BodyKind::Length(n),
+        (false, None) => BodyKind::Chunked,
+    };
+    let mut headers = Vec::with_capacity(req.headers.len() + 1);
+    headers.push(("host".to_string(), req.authority.clone().into_bytes()));
+    headers.extend(req.headers);
+    Ok(RequestHead {
+        method: req.method,
+        target: req.path,
+        version: 1,
+        headers,
+        body,
+        keep_alive: true,
+        expect_continue: false,
+        upgrade: None,
+        host: Some(Host {
+            name: host.name,
+            port: host.port,
+            raw: req.authority,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::h1::{encode_request_head, parse_request_head};
+
+    fn req(authority: &str, content_length: Option<u64>) -> H2Request {
+        H2Request {
+            method: "POST".into(),
+            scheme: "https".into(),
+            authority: authority.into(),
+            path: "/a?b=c".into(),
+            headers: vec![
+                ("accept".into(), b"*/*".to_vec()),
+                ("cookie".into(), b"a=1; b=2".to_vec()),
+            ],
+            content_length,
+        }
+    }
+
+    #[test]
+    fn body_framing_follows_end_stream_and_content_length() {
+        assert_eq!(
+            to_h1(req("x.test", None), true).expect("ok").body,
+            BodyKind::None
+        );
+        assert_eq!(
+            to_h1(req("x.test", Some(5)), false).expect("ok").body,
+            BodyKind::Length(5)
+        );
+        assert_eq!(
+            to_h1(req("x.test", None), false).expect("ok").body,
+            BodyKind::Chunked
+        );
+    }
+
+    #[test]
+    fn the_head_reparses_as_http11_with_host_first() {
+        let head = to_h1(req("X.Test:8443", Some(3)), false).expect("ok");
+        let host = head.host.as_ref().expect("host");
+        assert_eq!((host.name.as_str(), host.port), ("x.test", Some(8443)));
+        let mut wire = Vec::new();
+        encode_request_head(&head, &[], &mut wire);
+        let text = String::from_utf8_lossy(&wire).into_owned();
+        assert!(
+            text.starts_with("POST /a?b=c HTTP/1.1\r\nhost: X.Test:8443\r\n"),
+            "{text}"
+        );
+        let (back, _) = parse_request_head(&wire, &Default::default())
+            .expect("valid")
+            .expect("whole");
+        assert_eq!(back.body, BodyKind::Length(3));
+        assert_eq!(back.header("cookie"), Some(&b"a=1; b=2"[..]));
+    }
+
+    #[test]
+    fn a_bad_authority_is_refused() {
+        assert_eq!(
+            to_h1(req("bad host", None), true).map(|_| ()),
+            Err(HttpError::PeerInvalidHost)
+        );
+    }
+}
