@@ -268,9 +268,12 @@ impl Reactor {
         }
         if close {
             c.closing = true;
-            c.rbuf.clear();
+            c.rbuf = Vec::new();
         } else if !c.rbuf.is_empty() || c.eof {
             self.ready.push_back(token);
+        } else {
+            // Nothing held while idle.
+            c.rbuf = Vec::new();
         }
         self.schedule_conn(token);
         self.client_flush(token);
