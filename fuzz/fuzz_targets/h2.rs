@@ -85,7 +85,8 @@ fn answer(conn: &mut ServerConn, ev: &Event) {
         }
         Event::Data { stream, data, .. } => conn.release_capacity(*stream, data.len()),
         Event::Rejected { stream, error } => {
-            let _ = conn.reject(*stream, error.status(), error.code(), "x-portier-error");
+            let answer = portier::http::answer::Answer::error(*error, "fuzz");
+            let _ = answer.send_h2(conn, *stream, "x-portier-error", false);
         }
         _ => {}
     }
