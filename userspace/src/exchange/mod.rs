@@ -198,6 +198,26 @@ pub struct LogInfo {
 
 /// One request on its way.
 pub struct Exchange {
+    /// What routing decided: fixed for the journey (but the body, the
+    /// log facts and keep-alive, which fill in as it goes).
+    pub route: Route,
+    /// Backends that failed this request (not tried again for it).
+    pub tried: Vec<BackendId>,
+    attempts: u32,
+    journey: Journey,
+    timers: TimerTable<TIMERS>,
+    /// Status of the response sent (0 until its head is sent).
+    pub status: u16,
+    /// How response payload reaches the client.
+    pub out: OutMode,
+    /// Backend response framing, once its head arrived.
+    pub decoder: Option<BodyDecoder>,
+    /// The reactor's wheel entry for this exchange (its bookkeeping).
+    pub scheduled: Option<Instant>,
+}
+
+/// What routing decided for a request, to start an exchange from.
+pub struct Route {
     pub client: ConnId,
     pub downstream: Downstream,
     /// When the request's first byte arrived (latency metrics, access log).
@@ -210,60 +230,22 @@ pub struct Exchange {
     /// Request body still to come from the client.
     pub body: RequestBody,
     pub extras: ResponseExtras,
-    /// Backends that failed this request (not tried again for it).
-    pub tried: Vec<BackendId>,
-    attempts: u32,
-    journey: Journey,
-    timers: TimerTable<TIMERS>,
-    timeouts: ExchangeTimeouts,
-    /// Status of the response sent (0 until its head is sent).
-    pub status: u16,
-    /// How response payload reaches the client.
-    pub out: OutMode,
-    /// Backend response framing, once its head arrived.
-    pub decoder: Option<BodyDecoder>,
-    /// What the access log needs (only when it is on).
-    pub log: Option<Box<LogInfo>>,
-    /// The reactor's wheel entry for this exchange (its bookkeeping).
-    pub scheduled: Option<Instant>,
-}
-
-/// Everything routing decided, to start an exchange from.
-pub struct Start {
-    pub client: ConnId,
-    pub downstream: Downstream,
-    pub started: Instant,
-    pub app_stats: Arc<crate::snapshot::AppStats>,
-    pub balancer: Arc<Balancer>,
-    pub request: RequestFacts,
-    pub head: Vec<u8>,
-    pub body: RequestBody,
-    pub extras: ResponseExtras,
     pub timeouts: ExchangeTimeouts,
+    /// What the access log needs (only when it is on).
     pub log: Option<Box<LogInfo>>,
 }
 
 impl Exchange {
-    pub fn new(s: Start) -> Exchange {
+    pub fn new(route: Route) -> Exchange {
         Exchange {
-            client: s.client,
-            downstream: s.downstream,
-            started: s.started,
-            app_stats: s.app_stats,
-            balancer: s.balancer,
-            request: s.request,
-            head: s.head,
-            body: s.body,
-            extras: s.extras,
+            route,
             tried: Vec::new(),
             attempts: 0,
             journey: Journey::Routed,
             timers: TimerTable::default(),
-            timeouts: s.timeouts,
             status: 0,
             out: OutMode::Raw,
             decoder: None,
-            log: s.log,
             scheduled: None,
         }
     }
@@ -274,14 +256,14 @@ impl Exchange {
 
     /// The HTTP/2 stream id, if the client speaks HTTP/2.
     pub fn stream(&self) -> Option<u32> {
-        match &self.downstream {
+        match &self.route.downstream {
             Downstream::H2(s) => Some(s.id),
             Downstream::H1 { .. } => None,
         }
     }
 
     pub fn h2_mut(&mut self) -> Option<&mut H2Stream> {
-        match &mut self.downstream {
+        match &mut self.route.downstream {
             Downstream::H2(s) => Some(s),
             Downstream::H1 { .. } => None,
         }
@@ -289,7 +271,7 @@ impl Exchange {
 
     /// HTTP/1.x minor version of the client (HTTP/2: 1).
     pub fn client_version(&self) -> u8 {
-        match self.downstream {
+        match self.route.downstream {
             Downstream::H1 { version } => version,
             Downstream::H2(_) => 1,
         }
@@ -343,7 +325,9 @@ impl Exchange {
     /// One more attempt at a backend; refused past the retry budget.
     pub fn try_attempt(&mut self) -> Result<(), HttpError> {
         self.attempts += 1;
-        if self.attempts > crate::sched::retry::attempts_allowed(self.balancer.backends().len()) {
+        if self.attempts
+            > crate::sched::retry::attempts_allowed(self.route.balancer.backends().len())
+        {
             return Err(self.fail(HttpError::NoBackend));
         }
         Ok(())
@@ -354,13 +338,13 @@ impl Exchange {
         self.attempts = self.attempts.saturating_sub(1);
         self.journey = Journey::Queued(ticket);
         self.timers
-            .set(Timer::Queue as usize, now + self.timeouts.queue);
+            .set(Timer::Queue as usize, now + self.route.timeouts.queue);
     }
 
     /// A backend slot and a connection: new (`fresh`, connecting) or pooled.
     pub fn attached(&mut self, backend: BackendId, upstream: ConnId, fresh: bool, now: Instant) {
         self.timers.clear(Timer::Queue as usize);
-        if let Some(l) = self.log.as_mut() {
+        if let Some(l) = self.route.log.as_mut() {
             l.picked.get_or_insert(now);
             if !fresh {
                 l.connected = Some(now);
@@ -369,11 +353,11 @@ impl Exchange {
         if fresh {
             self.journey = Journey::Connecting { backend, upstream };
             self.timers
-                .set(Timer::Connect as usize, now + self.timeouts.connect);
+                .set(Timer::Connect as usize, now + self.route.timeouts.connect);
         } else {
             self.journey = Journey::AwaitingHead { backend, upstream };
             self.timers
-                .set(Timer::Response as usize, now + self.timeouts.read);
+                .set(Timer::Response as usize, now + self.route.timeouts.read);
         }
     }
 
@@ -383,8 +367,8 @@ impl Exchange {
             self.journey = Journey::AwaitingHead { backend, upstream };
             self.timers.clear(Timer::Connect as usize);
             self.timers
-                .set(Timer::Response as usize, now + self.timeouts.read);
-            if let Some(l) = self.log.as_mut() {
+                .set(Timer::Response as usize, now + self.route.timeouts.read);
+            if let Some(l) = self.route.log.as_mut() {
                 l.connected = Some(now);
             }
         }
@@ -397,7 +381,7 @@ impl Exchange {
             Journey::AwaitingHead { .. } | Journey::Streaming { .. }
         ) {
             self.timers
-                .set(Timer::Response as usize, now + self.timeouts.read);
+                .set(Timer::Response as usize, now + self.route.timeouts.read);
         }
     }
 
@@ -432,16 +416,18 @@ impl Exchange {
             self.journey = Journey::Streaming { backend, upstream };
         }
         self.status = head.status;
-        if let Some(l) = self.log.as_mut() {
+        if let Some(l) = self.route.log.as_mut() {
             l.head = Some(now);
         }
         let backend_kind = head.body;
-        let (h1, version) = match self.downstream {
+        let (h1, version) = match self.route.downstream {
             Downstream::H1 { version } => (true, version),
             Downstream::H2(_) => (false, 1),
         };
         let chunked = h1 && version >= 1;
-        if self.extras.gzip_ok && should_compress(head, self.request.is_head, gzip_min_size) {
+        if self.route.extras.gzip_ok
+            && should_compress(head, self.route.request.is_head, gzip_min_size)
+        {
             rewrite_head(head);
             if h1 {
                 head.body = if chunked {
@@ -466,13 +452,16 @@ impl Exchange {
     /// protocol: the request id, HSTS when forced, and the sticky cookie
     /// when the client is not already bound to the backend that answered.
     pub fn response_extras(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut extra = vec![("X-Request-ID", self.request.request_id.clone().into_bytes())];
-        if let Some(h) = &self.extras.hsts {
+        let mut extra = vec![(
+            "X-Request-ID",
+            self.route.request.request_id.clone().into_bytes(),
+        )];
+        if let Some(h) = &self.route.extras.hsts {
             extra.push(("Strict-Transport-Security", h.clone().into_bytes()));
         }
-        if let (Some(st), Some(b)) = (&self.extras.sticky, self.backend())
-            && self.extras.preferred != Some(b)
-            && let Some(c) = st.set_cookie(b, self.extras.secure)
+        if let (Some(st), Some(b)) = (&self.route.extras.sticky, self.backend())
+            && self.route.extras.preferred != Some(b)
+            && let Some(c) = st.set_cookie(b, self.route.extras.secure)
         {
             extra.push(("Set-Cookie", c.into_bytes()));
         }

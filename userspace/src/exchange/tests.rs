@@ -25,7 +25,7 @@ fn balancer(n: u16, max: u32) -> Arc<Balancer> {
 }
 
 fn exchange(b: &Arc<Balancer>, downstream: Downstream, gzip_ok: bool, now: Instant) -> Exchange {
-    Exchange::new(Start {
+    Exchange::new(Route {
         client: ConnId(1),
         downstream,
         started: now,
@@ -164,8 +164,8 @@ fn a_cut_before_any_response_goes_back_for_another_pick_and_gives_up_eventually(
         let v = after_cut(Cut {
             written: 0,
             reused: false,
-            idempotent: ex.request.idempotent,
-            body_pending: !ex.body.is_done(),
+            idempotent: ex.route.request.idempotent,
+            body_pending: !ex.route.body.is_done(),
             response_started: ex.response_started(),
         });
         verdicts.push(v);

@@ -153,7 +153,7 @@ impl Reactor {
                     if c.eof
                         && c.rbuf.is_empty()
                         && self.exchanges.get(xid.0).is_some_and(|ex| {
-                            matches!(ex.body, crate::exchange::RequestBody::H1(_))
+                            matches!(ex.route.body, crate::exchange::RequestBody::H1(_))
                         })
                     {
                         // The client stopped mid-body.

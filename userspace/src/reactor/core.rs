@@ -199,7 +199,7 @@ impl Reactor {
                     }
                     Link::Exchange(xid) => {
                         if let Some(ex) = self.exchanges.get_mut(xid.0) {
-                            ex.request.keep_alive = false;
+                            ex.route.request.keep_alive = false;
                         }
                     }
                     Link::Tunnel(_) => {}

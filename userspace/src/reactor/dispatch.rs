@@ -108,7 +108,7 @@ impl Reactor {
         let gzip_ok =
             app.compress && crate::compress::accepts_gzip(head.header_values("accept-encoding"));
         let t = &snap.timeouts;
-        Some(Routed::Proxy(Box::new(Exchange::new(Start {
+        Some(Routed::Proxy(Box::new(Exchange::new(Route {
             client: cid(token),
             downstream,
             started,
@@ -192,25 +192,26 @@ impl Reactor {
             return;
         }
         // Requests already waiting go first: a newcomer queues behind them.
-        let pick = if ex.tried.is_empty() && ex.balancer.queue_depth() > 0 {
+        let pick = if ex.tried.is_empty() && ex.route.balancer.queue_depth() > 0 {
             Pick::Busy
         } else if let Some(id) = ex
+            .route
             .extras
             .preferred
             .filter(|p| !ex.tried.contains(p))
-            .and_then(|p| ex.balancer.pick_exactly(p))
+            .and_then(|p| ex.route.balancer.pick_exactly(p))
         {
             // The client's sticky backend, healthy and with room.
             Pick::Backend(id)
         } else {
-            ex.balancer.pick(&ex.tried)
+            ex.route.balancer.pick(&ex.tried)
         };
         match pick {
             Pick::Backend(id) => self.attach_upstream(xid, id),
-            Pick::Busy => match ex.balancer.enqueue(self.id, xid.0) {
+            Pick::Busy => match ex.route.balancer.enqueue(self.id, xid.0) {
                 Some(ticket) => {
                     ex.queued(ticket, now);
-                    let balancer = ex.balancer.clone();
+                    let balancer = ex.route.balancer.clone();
                     self.schedule_exchange(xid);
                     // A slot freed since the pick goes to the queue's head.
                     self.serve_queue(&balancer);
@@ -247,7 +248,7 @@ impl Reactor {
         let xid = ExchangeId(g.ticket.exchange);
         let waiting = self.exchanges.get(xid.0).is_some_and(|ex| {
             ex.ticket().is_some_and(|t| t.seq == g.ticket.seq)
-                && Arc::ptr_eq(&ex.balancer, &g.balancer)
+                && Arc::ptr_eq(&ex.route.balancer, &g.balancer)
         });
         match (waiting, g.backend) {
             (true, Some(id)) => self.attach_upstream(xid, id),
@@ -264,8 +265,8 @@ impl Reactor {
         let Some(ex) = self.exchanges.get(xid.0) else {
             return;
         };
-        let balancer = ex.balancer.clone();
-        let head = ex.head.clone();
+        let balancer = ex.route.balancer.clone();
+        let head = ex.route.head.clone();
         let Some(addr) = balancer.backend(id).map(|b| b.addr) else {
             self.release_slot(&balancer, id);
             self.fail_exchange(xid, HttpError::NoBackend);
@@ -323,7 +324,7 @@ impl Reactor {
         if let Some(ex) = self.exchanges.get_mut(xid.0) {
             ex.attached(id, cid(up), pooled.is_none(), self.now);
             ex.decoder = None;
-            if let Some(l) = ex.log.as_mut() {
+            if let Some(l) = ex.route.log.as_mut() {
                 l.backend = Some(addr);
             }
         }
@@ -339,7 +340,7 @@ impl Reactor {
         let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return;
         };
-        let balancer = ex.balancer.clone();
+        let balancer = ex.route.balancer.clone();
         balancer.quarantine(id, now_ms);
         ex.tried.push(id);
         self.release_slot(&balancer, id);
@@ -353,11 +354,11 @@ impl Reactor {
             let Some(ex) = self.exchanges.get_mut(xid.0) else {
                 return;
             };
-            let (Some(up), client) = (ex.upstream().map(tok), tok(ex.client)) else {
+            let (Some(up), client) = (ex.upstream().map(tok), tok(ex.route.client)) else {
                 return;
             };
             let moved;
-            match &mut ex.body {
+            match &mut ex.route.body {
                 RequestBody::None => return,
                 RequestBody::H2 { pending, ended, .. } => {
                     let Some(Conn::Upstream(u)) = self.conns.get_mut(up.0) else {
@@ -368,7 +369,7 @@ impl Reactor {
                     pending.drain(..n);
                     moved = n;
                     if *ended && pending.is_empty() {
-                        ex.body = RequestBody::None;
+                        ex.route.body = RequestBody::None;
                     }
                 }
                 RequestBody::H1(dec) => {
@@ -390,7 +391,7 @@ impl Reactor {
                             c.rbuf.drain(..p.consumed);
                             moved = p.consumed;
                             if p.done {
-                                ex.body = RequestBody::None;
+                                ex.route.body = RequestBody::None;
                             }
                         }
                         Err(e) => {
@@ -411,7 +412,7 @@ impl Reactor {
             }
         }
         // Room in our buffer again: the client may have more to give.
-        let Some(client) = self.exchanges.get(xid.0).map(|ex| tok(ex.client)) else {
+        let Some(client) = self.exchanges.get(xid.0).map(|ex| tok(ex.route.client)) else {
             return;
         };
         if matches!(self.conns.get(client.0), Some(Conn::Client(c)) if c.read_paused && c.rbuf.len() < HIGH_WATER)
@@ -428,11 +429,13 @@ impl Reactor {
         let Some(mut ex) = self.exchanges.try_remove(xid.0) else {
             return;
         };
-        self.count_response(ex.status, Some(ex.started));
-        ex.app_stats.count(&ex.request.method, ex.status);
+        self.count_response(ex.status, Some(ex.route.started));
+        ex.route
+            .app_stats
+            .count(&ex.route.request.method, ex.status);
         self.access_log(&ex, ex.status);
         if let Some(c) = self.counters() {
-            let proto = match ex.downstream {
+            let proto = match ex.route.downstream {
                 Downstream::H1 { .. } => &c.http1_requests,
                 Downstream::H2(_) => &c.http2_requests,
             };
@@ -440,19 +443,19 @@ impl Reactor {
         }
         let (backend, upstream) = (ex.backend(), ex.upstream().map(tok));
         ex.finish();
-        let request_done = ex.body.is_done();
+        let request_done = ex.route.body.is_done();
         if let Some(up) = upstream {
             self.park_or_close_upstream(up, request_done);
         }
         if let Some(id) = backend {
-            self.release_slot(&ex.balancer, id);
+            self.release_slot(&ex.route.balancer, id);
         }
-        let client = tok(ex.client);
-        match ex.downstream {
+        let client = tok(ex.route.client);
+        match ex.route.downstream {
             Downstream::H2(s) => self.h2_stream_finished(client, s.id),
             // A body the backend did not wait for cannot be skipped safely.
             Downstream::H1 { .. } => {
-                self.after_response(client, !ex.request.keep_alive || !request_done)
+                self.after_response(client, !ex.route.request.keep_alive || !request_done)
             }
         }
     }
@@ -490,13 +493,13 @@ impl Reactor {
         if let Some(t) = held.ticket {
             // Not there any more: its grant is on the way and will be
             // passed on when it finds the exchange gone.
-            let _ = ex.balancer.leave_queue(&t);
+            let _ = ex.route.balancer.leave_queue(&t);
         }
         if let Some(up) = held.upstream {
             self.close_upstream(tok(up));
         }
         if let Some(id) = held.backend {
-            self.release_slot(&ex.balancer, id);
+            self.release_slot(&ex.route.balancer, id);
         }
     }
 
@@ -508,8 +511,8 @@ impl Reactor {
             return;
         };
         let status = e.status();
-        self.count_response(status, Some(ex.started));
-        ex.app_stats.count(&ex.request.method, status);
+        self.count_response(status, Some(ex.route.started));
+        ex.route.app_stats.count(&ex.route.request.method, status);
         self.access_log(ex, status);
         // Waiting or refusing leaves the connection usable; a backend
         // failure, or a body still on its way, does not.
@@ -517,11 +520,11 @@ impl Reactor {
             e,
             HttpError::QueueFull | HttpError::QueueTimeout | HttpError::NoBackend
         );
-        let close = !soft || !ex.body.is_done() || !ex.request.keep_alive;
-        let (client, stream, started) = (tok(ex.client), ex.stream(), ex.response_started());
+        let close = !soft || !ex.route.body.is_done() || !ex.route.request.keep_alive;
+        let (client, stream, started) = (tok(ex.route.client), ex.stream(), ex.response_started());
         let (answer, is_head) = (
-            Answer::error(e, ex.request.request_id.clone()),
-            ex.request.is_head,
+            Answer::error(e, ex.route.request.request_id.clone()),
+            ex.route.request.is_head,
         );
         self.drop_exchange(xid);
         match stream {
@@ -545,25 +548,26 @@ impl Reactor {
         if e == HttpError::UpstreamConnectTimeout
             && let Some(id) = ex.backend()
         {
-            ex.balancer.quarantine(id, now_ms);
+            ex.route.balancer.quarantine(id, now_ms);
         }
         self.fail_exchange(xid, e);
     }
 
     /// One access-log line for a finished (or failed) exchange.
     pub(super) fn access_log(&self, ex: &Exchange, status: u16) {
-        let (Some(log), Some(info)) = (self.control.access_log.as_ref(), ex.log.as_ref()) else {
+        let (Some(log), Some(info)) = (self.control.access_log.as_ref(), ex.route.log.as_ref())
+        else {
             return;
         };
         let ms = |a: Option<std::time::Instant>, b: Option<std::time::Instant>| match (a, b) {
             (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64() * 1e3,
             _ => 0.0,
         };
-        let client = match self.conns.get(ex.client.0) {
+        let client = match self.conns.get(ex.route.client.0) {
             Some(Conn::Client(c)) => c.peer.to_string(),
             _ => String::new(),
         };
-        let started_wall = self.wall - self.now.saturating_duration_since(ex.started);
+        let started_wall = self.wall - self.now.saturating_duration_since(ex.route.started);
         let record = crate::accesslog::Record {
             time: crate::time_fmt::rfc3339_millis(started_wall),
             app: &info.app,
@@ -572,13 +576,13 @@ impl Reactor {
             path: &info.path,
             status,
             bytes: info.bytes,
-            queue_ms: ms(Some(ex.started), info.picked),
+            queue_ms: ms(Some(ex.route.started), info.picked),
             connect_ms: ms(info.picked, info.connected),
             backend_ms: ms(info.connected.or(info.picked), info.head),
-            total_ms: ms(Some(ex.started), Some(self.now)),
+            total_ms: ms(Some(ex.route.started), Some(self.now)),
             backend: info.backend.map(|a| a.to_string()),
-            request_id: &ex.request.request_id,
-            protocol: match ex.downstream {
+            request_id: &ex.route.request.request_id,
+            protocol: match ex.route.downstream {
                 Downstream::H1 { version: 0 } => "HTTP/1.0",
                 Downstream::H1 { .. } => "HTTP/1.1",
                 Downstream::H2(_) => "HTTP/2",

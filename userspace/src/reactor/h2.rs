@@ -143,7 +143,7 @@ impl Reactor {
                         pending,
                         chunked,
                         ended,
-                    } = &mut ex.body
+                    } = &mut ex.route.body
                     {
                         if *chunked {
                             encode_chunk(&data, pending);
@@ -167,7 +167,7 @@ impl Reactor {
                         pending,
                         chunked,
                         ended,
-                    } = &mut ex.body
+                    } = &mut ex.route.body
                 {
                     if *chunked && !*ended {
                         encode_last_chunk(pending);
@@ -182,7 +182,7 @@ impl Reactor {
                         let id = self
                             .exchanges
                             .get(xid.0)
-                            .map(|ex| ex.request.request_id.clone());
+                            .map(|ex| ex.route.request.request_id.clone());
                         self.drop_exchange(xid);
                         self.h2_forget(token, stream.0);
                         id
@@ -319,9 +319,9 @@ impl Reactor {
         if moved == 0 {
             return;
         }
-        let pending_empty = matches!(&ex.body, RequestBody::H2 { pending, .. } if pending.is_empty())
-            || matches!(ex.body, RequestBody::None);
-        let client = tok(ex.client);
+        let pending_empty = matches!(&ex.route.body, RequestBody::H2 { pending, .. } if pending.is_empty())
+            || matches!(ex.route.body, RequestBody::None);
+        let client = tok(ex.route.client);
         let Some(s) = ex.h2_mut() else {
             return;
         };
@@ -377,10 +377,10 @@ impl Reactor {
         let Some(ex) = self.exchanges.get(xid.0) else {
             return false;
         };
-        let Downstream::H2(s) = &ex.downstream else {
+        let Downstream::H2(s) = &ex.route.downstream else {
             return false;
         };
-        match self.conns.get(ex.client.0) {
+        match self.conns.get(ex.route.client.0) {
             Some(Conn::Client(Client {
                 state: ClientState::H2(h),
                 wbuf,
@@ -437,7 +437,7 @@ impl Reactor {
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
         let no_body = backend_kind == BodyKind::None;
-        let (client, Some(sid)) = (tok(ex.client), ex.stream()) else {
+        let (client, Some(sid)) = (tok(ex.route.client), ex.stream()) else {
             return false;
         };
         let sent = match self.h2_client(client) {
@@ -477,7 +477,7 @@ impl Reactor {
         let Some(ex) = self.exchanges.get_mut(xid.0) else {
             return;
         };
-        let client = tok(ex.client);
+        let client = tok(ex.route.client);
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             return;
         };
@@ -485,10 +485,14 @@ impl Reactor {
             return;
         };
         let crate::exchange::Exchange {
-            downstream: Downstream::H2(s),
+            route:
+                crate::exchange::Route {
+                    downstream: Downstream::H2(s),
+                    log,
+                    ..
+                },
             decoder: Some(dec),
             out,
-            log,
             ..
         } = ex
         else {

@@ -75,10 +75,10 @@ impl Reactor {
             }
             Link::Exchange(xid) => {
                 let pending = match self.exchanges.get(xid.0) {
-                    Some(ex) => match &ex.body {
+                    Some(ex) => match &ex.route.body {
                         crate::exchange::RequestBody::H2 { pending, .. } => !pending.is_empty(),
                         crate::exchange::RequestBody::H1(_) => {
-                            matches!(self.conns.get(ex.client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
+                            matches!(self.conns.get(ex.route.client.0), Some(Conn::Client(c)) if !c.rbuf.is_empty() || c.read_paused)
                         }
                         crate::exchange::RequestBody::None => false,
                     },
@@ -146,7 +146,7 @@ impl Reactor {
                 Some(ex) if ex.response_started() && ex.stream().is_some() => {
                     return self.h2_stream_room(xid);
                 }
-                Some(ex) => tok(ex.client),
+                Some(ex) => tok(ex.route.client),
                 None => return true,
             },
             Link::None => return true,
@@ -188,7 +188,7 @@ impl Reactor {
                 }
                 return;
             }
-            match parse_response_head(&u.rbuf, &self.snapshot.limits, ex.request.is_head) {
+            match parse_response_head(&u.rbuf, &self.snapshot.limits, ex.route.request.is_head) {
                 Err(e) => {
                     self.fail_exchange(xid, e.to_upstream());
                     return;
@@ -220,7 +220,7 @@ impl Reactor {
             return self.h2_response_head(xid, up, head);
         }
         let (min_size, level) = (self.snapshot.gzip_min_size, self.snapshot.gzip_level);
-        let client = tok(ex.client);
+        let client = tok(ex.route.client);
         let version = ex.client_version();
         let extra = ex.response_extras();
         let extra_refs: Vec<(&str, &[u8])> =
@@ -232,7 +232,7 @@ impl Reactor {
             encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             return true;
         }
-        if head.is_switching_protocols() && ex.request.upgrade {
+        if head.is_switching_protocols() && ex.route.request.upgrade {
             encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             c.wbuf.extend_from_slice(&u.rbuf);
             u.rbuf.clear();
@@ -246,7 +246,7 @@ impl Reactor {
             if let Some(ex) = self.exchanges.try_remove(xid.0)
                 && let Some(b) = ex.backend()
             {
-                self.release_slot(&ex.balancer, b);
+                self.release_slot(&ex.route.balancer, b);
             }
             self.schedule_conn(up);
             self.schedule_conn(client);
@@ -255,9 +255,9 @@ impl Reactor {
             return false;
         }
         let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
-        let close = !ex.request.keep_alive || head.body == BodyKind::CloseDelimited;
+        let close = !ex.route.request.keep_alive || head.body == BodyKind::CloseDelimited;
         if close {
-            ex.request.keep_alive = false;
+            ex.route.request.keep_alive = false;
         }
         encode_response_head(&head, &extra_refs, version, close, &mut c.wbuf);
         u.conn.head(&head);
@@ -282,7 +282,7 @@ impl Reactor {
             self.h2_response_body(xid, up);
             return;
         }
-        let client = tok(ex.client);
+        let client = tok(ex.route.client);
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             return;
         };
@@ -291,7 +291,7 @@ impl Reactor {
         };
         let before = c.wbuf.len();
         let pumped = pump(dec, &mut ex.out, &u.rbuf, u.eof, &mut c.wbuf, HIGH_WATER);
-        if let Some(l) = ex.log.as_mut() {
+        if let Some(l) = ex.route.log.as_mut() {
             l.bytes += c.wbuf.len().saturating_sub(before) as u64;
         }
         match pumped {
@@ -377,13 +377,13 @@ impl Reactor {
         let verdict = after_cut(Cut {
             written,
             reused,
-            idempotent: ex.request.idempotent,
-            body_pending: !ex.body.is_done(),
+            idempotent: ex.route.request.idempotent,
+            body_pending: !ex.route.body.is_done(),
             response_started: ex.response_started(),
         });
         match verdict {
             Verdict::Abort => {
-                let (client, stream) = (tok(ex.client), ex.stream());
+                let (client, stream) = (tok(ex.route.client), ex.stream());
                 self.drop_exchange(xid);
                 match stream {
                     None => self.close_client(client),
