@@ -58,6 +58,28 @@ struct Load {
     failed: Option<Failed>,
 }
 
+impl Load {
+    /// Print one round's progress line and record its rate and CPU.
+    fn record(
+        self,
+        label: &str,
+        round: usize,
+        c: &Contestant,
+        rate: &mut Figure,
+        cpu: &mut Figure,
+    ) {
+        eprintln!(
+            "  {label} round {round} {}: {:?} / cpu {:?}{}",
+            c.id(),
+            self.rps,
+            self.cpu,
+            failed_text(self.failed.as_ref())
+        );
+        rate.record_run(c.id(), round, self.rps, self.failed.as_ref());
+        cpu.record_run(c.id(), round, self.cpu, self.failed.as_ref());
+    }
+}
+
 /// One wrk load against `c`.
 fn wrk_load(c: &mut Contestant, dir: &Path, w: &Wrk<'_>) -> Load {
     let pids = c.pids();
@@ -160,16 +182,7 @@ fn h1(
             headers: &[&host],
             delay_ms: 0,
         };
-        let l = wrk_load(c, dir, &w);
-        eprintln!(
-            "  {id_rps} round {round} {}: {:?} / cpu {:?}{}",
-            c.id(),
-            l.rps,
-            l.cpu,
-            failed_text(l.failed.as_ref())
-        );
-        rps.record_run(c.id(), round, l.rps, l.failed.as_ref());
-        cpu.record_run(c.id(), round, l.cpu, l.failed.as_ref());
+        wrk_load(c, dir, &w).record(id_rps, round, c, &mut rps, &mut cpu);
     });
     if let Some(n) = rps.notes.get_mut("direct") {
         n.push_str(" (load-tool bound)");
@@ -235,16 +248,7 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
             headers: &[&host, "Connection: close"],
             delay_ms: 0,
         };
-        let l = wrk_load(c, dir, &w);
-        eprintln!(
-            "  handshake_rps round {round} {}: {:?} / cpu {:?}{}",
-            c.id(),
-            l.rps,
-            l.cpu,
-            failed_text(l.failed.as_ref())
-        );
-        hs.record_run(c.id(), round, l.rps, l.failed.as_ref());
-        hs_cpu.record_run(c.id(), round, l.cpu, l.failed.as_ref());
+        wrk_load(c, dir, &w).record("handshake_rps", round, c, &mut hs, &mut hs_cpu);
     });
     vec![ka, hs, hs_cpu]
 }

@@ -7,7 +7,7 @@
 //! Fed by: the reactor when a request ends without a backend response.
 
 use super::HttpError;
-use super::h1::encode::{encode_plain_response, reason_phrase};
+use super::h1::encode::{encode_plain_response, short_body};
 use super::h2::{H2Error, ServerConn, StreamId};
 
 /// What Portier answers instead of a backend.
@@ -45,16 +45,12 @@ impl Answer {
     }
 
     /// `503 Service Unavailable: queue_full`, one line.
-    pub fn body(&self) -> String {
+    pub fn body(&self) -> Vec<u8> {
         let what = match &self.kind {
             AnswerKind::Error(code) => code,
             AnswerKind::Redirect(location) => location.as_str(),
         };
-        format!(
-            "{:03} {}: {what}\n",
-            self.status,
-            reason_phrase(self.status)
-        )
+        short_body(self.status, what)
     }
 
     /// Fields besides the framing ones (HTTP/2 lowercases the names).
@@ -75,7 +71,7 @@ impl Answer {
         encode_plain_response(
             self.status,
             &self.fields(error_header),
-            body.as_bytes(),
+            &body,
             close,
             head_only,
             out,
@@ -92,7 +88,7 @@ impl Answer {
         head_only: bool,
     ) -> Result<(), H2Error> {
         let body = self.body();
-        let body: &[u8] = if head_only { b"" } else { body.as_bytes() };
+        let body: &[u8] = if head_only { b"" } else { &body };
         conn.respond(stream, self.status, &self.fields(error_header), body)
     }
 }
@@ -153,7 +149,10 @@ mod tests {
         let fields = a.fields("x-portier-error");
         assert!(fields.contains(&("Location", b"https://example.com/x?y".as_slice())));
         assert!(!fields.iter().any(|(n, _)| *n == "x-portier-error"));
-        assert_eq!(a.body(), "301 Moved Permanently: https://example.com/x?y\n");
+        assert_eq!(
+            a.body(),
+            b"301 Moved Permanently: https://example.com/x?y\n"
+        );
     }
 
     #[test]

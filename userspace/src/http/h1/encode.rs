@@ -153,6 +153,15 @@ pub fn encode_plain_response(
     }
 }
 
+/// The one-line body of a short answer: `503 Service Unavailable: queue_full\n`
+/// (`what` is a reason code or a location; control bytes are dropped).
+pub fn short_body(status: u16, what: &str) -> Vec<u8> {
+    let mut body = format!("{status:03} {}: ", reason_phrase(status)).into_bytes();
+    push_sanitized(&mut body, what.as_bytes(), false);
+    body.push(b'\n');
+    body
+}
+
 /// A short error response (the demo backend's, and tests'): `Content-Type:
 /// text/plain`, `<error_header>: <code>`, the `extra` fields and a one-line
 /// body such as `431 Request Header Fields Too Large: header_section_too_large\n`.
@@ -166,9 +175,7 @@ pub fn error_response(
     close: bool,
     out: &mut Vec<u8>,
 ) -> usize {
-    let mut body = format!("{status:03} {}: ", reason_phrase(status)).into_bytes();
-    push_sanitized(&mut body, code.as_bytes(), false);
-    body.push(b'\n');
+    let body = short_body(status, code);
     let mut fields: Vec<(&str, &[u8])> = vec![
         ("Content-Type", b"text/plain; charset=utf-8"),
         (error_header, code.as_bytes()),
