@@ -5,6 +5,8 @@
 //! rest of the program only ever sees a validated [`Config`]. Unknown keys are
 //! errors, not warnings: a typo must not silently fall back to a default.
 
+pub mod acme;
+pub mod acme_dns;
 pub mod admin;
 pub mod app;
 pub mod cidr;
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use app::AppSettings;
 pub use cidr::Cidr;
@@ -41,6 +44,9 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     #[serde(default)]
     pub log: LogSettings,
+    /// Automatic certificates; absent = off.
+    #[serde(default)]
+    pub acme: Option<AcmeSettings>,
 }
 
 /// `[log]`: the structured access log.
@@ -121,6 +127,9 @@ impl Config {
         self.xdp.validate()?;
         crate::tls::tuned(&self.tls)?;
         self.limits.validate()?;
+        if let Some(acme) = &self.acme {
+            acme.validate()?;
+        }
         let header = &self.server.error_header;
         if header.is_empty()
             || !header

@@ -1,6 +1,7 @@
 //! The management side: everything that is not on the request path.
 //! (tokio-driven; reaches reactors only through control messages.)
 
+pub mod acme;
 pub mod admin;
 pub mod bpf;
 pub mod certs;
