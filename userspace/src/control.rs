@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::challenge::HttpChallenges;
 use crate::metrics::ReactorCounters;
 use crate::sched::balance::Grant;
 use crate::snapshot::Snapshot;
@@ -55,6 +56,8 @@ struct Mailbox {
 
 pub struct Control {
     pub snapshot: ArcSwap<Snapshot>,
+    /// HTTP-01 tokens being validated (published by the ACME service).
+    pub challenges: ArcSwap<HttpChallenges>,
     /// One shard of request counters per reactor thread (index = thread).
     pub counters: Vec<ReactorCounters>,
     /// The access log, when `[log] access` is on (set at start).
@@ -79,6 +82,7 @@ impl Control {
         let threads = threads.max(1);
         Arc::new(Control {
             snapshot: ArcSwap::from_pointee(snapshot),
+            challenges: ArcSwap::from_pointee(HttpChallenges::default()),
             counters: (0..threads).map(|_| Default::default()).collect(),
             access_log,
             started: Instant::now(),

@@ -2,6 +2,7 @@
 //! that integration tests and benches drive directly.
 
 pub mod accesslog;
+pub mod challenge;
 pub mod compress;
 pub mod config;
 pub mod control;

@@ -3,8 +3,12 @@
 //!
 //! Canonical-domain and force-HTTPS redirects are decided here, once, for
 //! HTTP/1.1 and HTTP/2 alike. `/.well-known/acme-challenge/` is never
-//! redirected, so certificates can be obtained over plain HTTP.
+//! redirected, so certificates can be obtained over plain HTTP; a token the
+//! ACME service is validating is answered by Portier itself (plain HTTP
+//! only, and only for the host it was issued for); other tokens reach the
+//! app as any request would.
 
+use crate::challenge::HttpChallenges;
 use crate::snapshot::{App, Snapshot};
 
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -14,6 +18,8 @@ pub enum Decision<'a> {
     Proxy(&'a App),
     /// 301 to this absolute URL.
     Redirect(String),
+    /// 200 with this key authorization (an HTTP-01 challenge being validated).
+    AcmeChallenge(String),
     NotFound,
 }
 
@@ -33,17 +39,26 @@ pub fn origin_form(target: &str) -> &str {
 }
 
 /// `host` is normalised (lowercase, no port, no trailing dot).
+/// `challenges` is read only for a challenge path over plain HTTP.
 pub fn decide<'a>(
     snapshot: &'a Snapshot,
+    challenges: impl FnOnce() -> Option<std::sync::Arc<HttpChallenges>>,
     host: Option<&str>,
     target: &str,
     https: bool,
 ) -> Decision<'a> {
+    let path = origin_form(target);
+    let challenge_path = path.strip_prefix(ACME_CHALLENGE_PREFIX);
+    if let Some(token) = challenge_path.filter(|_| !https)
+        && let Some(table) = challenges()
+        && let Some(answer) = table.answer(token, host)
+    {
+        return Decision::AcmeChallenge(answer.to_string());
+    }
     let Some(app) = host.and_then(|h| snapshot.route(h)) else {
         return Decision::NotFound;
     };
-    let path = origin_form(target);
-    if path.starts_with(ACME_CHALLENGE_PREFIX) {
+    if challenge_path.is_some() {
         return Decision::Proxy(app);
     }
     let host = host.unwrap_or_default();
@@ -75,8 +90,12 @@ mod tests {
         Snapshot::build(&Config::parse(Path::new("t"), &text).expect("config"))
     }
 
+    fn none() -> Option<std::sync::Arc<HttpChallenges>> {
+        None
+    }
+
     fn app_of(s: &Snapshot, host: &str) -> Option<String> {
-        match decide(s, Some(host), "/", true) {
+        match decide(s, none, Some(host), "/", true) {
             Decision::Proxy(a) => Some(a.name.clone()),
             _ => None,
         }
@@ -103,16 +122,16 @@ mod tests {
     #[test]
     fn canonical_redirect_keeps_scheme_path_and_query() {
         let s = snapshot("canonical_domain = \"www.a.test\"");
-        match decide(&s, Some("a.test"), "/p?q=1", false) {
+        match decide(&s, none, Some("a.test"), "/p?q=1", false) {
             Decision::Redirect(to) => assert_eq!(to, "http://www.a.test/p?q=1"),
             other => panic!("{other:?}"),
         }
-        match decide(&s, Some("y.a.test"), "/p", true) {
+        match decide(&s, none, Some("y.a.test"), "/p", true) {
             Decision::Redirect(to) => assert_eq!(to, "https://www.a.test/p"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decide(&s, Some("www.a.test"), "/p", false),
+            decide(&s, none, Some("www.a.test"), "/p", false),
             Decision::Proxy(_)
         ));
     }
@@ -120,7 +139,7 @@ mod tests {
     #[test]
     fn force_https_redirects_plain_http_once_and_spares_acme() {
         let s = snapshot("force_https = true\ncanonical_domain = \"www.a.test\"");
-        match decide(&s, Some("a.test"), "/x?y", false) {
+        match decide(&s, none, Some("a.test"), "/x?y", false) {
             Decision::Redirect(to) => assert_eq!(
                 to, "https://www.a.test/x?y",
                 "one hop to the canonical HTTPS URL"
@@ -128,14 +147,75 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decide(&s, Some("a.test"), "/.well-known/acme-challenge/tok", false),
+            decide(
+                &s,
+                none,
+                Some("a.test"),
+                "/.well-known/acme-challenge/tok",
+                false
+            ),
             Decision::Proxy(_)
         ));
         assert!(matches!(
-            decide(&s, Some("www.a.test"), "/", true),
+            decide(&s, none, Some("www.a.test"), "/", true),
             Decision::Proxy(_)
         ));
         assert_eq!(origin_form("http://h/p?q"), "/p?q");
         assert_eq!(origin_form("http://h"), "/");
+    }
+
+    #[test]
+    fn known_tokens_are_answered_over_plain_http_for_their_host_only() {
+        let s = snapshot("force_https = true");
+        let table = std::sync::Arc::new(HttpChallenges::default().with(
+            "tok",
+            crate::challenge::HttpChallenge {
+                host: "a.test".into(),
+                key_authorization: "tok.thumb".into(),
+            },
+        ));
+        let with = || Some(table.clone());
+        let path = "/.well-known/acme-challenge/tok";
+        match decide(&s, with, Some("a.test"), path, false) {
+            Decision::AcmeChallenge(body) => assert_eq!(body, "tok.thumb"),
+            other => panic!("{other:?}"),
+        }
+        // Another host, another token, or HTTPS: the app as before.
+        assert!(matches!(
+            decide(&s, with, Some("www.a.test"), path, false),
+            Decision::Proxy(_)
+        ));
+        assert!(matches!(
+            decide(
+                &s,
+                with,
+                Some("a.test"),
+                "/.well-known/acme-challenge/nope",
+                false
+            ),
+            Decision::Proxy(_)
+        ));
+        assert!(matches!(
+            decide(&s, with, Some("a.test"), path, true),
+            Decision::Proxy(_)
+        ));
+        // A name no app has yet (being ordered before it routes) still validates.
+        let only = std::sync::Arc::new(HttpChallenges::default().with(
+            "t2",
+            crate::challenge::HttpChallenge {
+                host: "new.test".into(),
+                key_authorization: "t2.thumb".into(),
+            },
+        ));
+        assert!(matches!(
+            decide(
+                &s,
+                || Some(only.clone()),
+                Some("new.test"),
+                "/.well-known/acme-challenge/t2",
+                false
+            ),
+            Decision::AcmeChallenge(_)
+        ));
     }
 }

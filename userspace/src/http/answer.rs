@@ -25,6 +25,8 @@ pub enum AnswerKind {
     Error(&'static str),
     /// 301 to this location (canonical domain, force-HTTPS).
     Redirect(String),
+    /// 200 with this HTTP-01 key authorization as the whole body.
+    Challenge(String),
 }
 
 impl Answer {
@@ -44,11 +46,28 @@ impl Answer {
         }
     }
 
-    /// `503 Service Unavailable: queue_full`, one line.
+    /// An ACME HTTP-01 challenge answered by Portier (the CA compares
+    /// the body byte for byte).
+    pub fn challenge(
+        key_authorization: impl Into<String>,
+        request_id: impl Into<String>,
+    ) -> Answer {
+        Answer {
+            status: 200,
+            kind: AnswerKind::Challenge(key_authorization.into()),
+            request_id: request_id.into(),
+        }
+    }
+
+    /// `503 Service Unavailable: queue_full`, one line; a challenge's key
+    /// authorization as is.
     pub fn body(&self) -> Vec<u8> {
         let what = match &self.kind {
             AnswerKind::Error(code) => code,
             AnswerKind::Redirect(location) => location.as_str(),
+            AnswerKind::Challenge(key_authorization) => {
+                return key_authorization.as_bytes().to_vec();
+            }
         };
         short_body(self.status, what)
     }
@@ -59,6 +78,7 @@ impl Answer {
         match &self.kind {
             AnswerKind::Error(code) => fields.push((error_header, code.as_bytes())),
             AnswerKind::Redirect(location) => fields.push(("Location", location.as_bytes())),
+            AnswerKind::Challenge(_) => {}
         }
         fields.push(("X-Request-ID", self.request_id.as_bytes()));
         fields

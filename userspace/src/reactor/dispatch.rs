@@ -53,8 +53,10 @@ impl Reactor {
             return None;
         };
         let https = c.scheme == Scheme::Https;
+        let control = &self.control;
         let decision = crate::router::decide(
             &snap,
+            || Some(control.challenges.load_full()),
             head.host.as_ref().map(|h| h.name.as_str()),
             &head.target,
             https,
@@ -83,6 +85,12 @@ impl Reactor {
             }
             Decision::Redirect(location) => {
                 return Some(Routed::Answer(Answer::redirect(location, fwd.request_id)));
+            }
+            Decision::AcmeChallenge(key_authorization) => {
+                return Some(Routed::Answer(Answer::challenge(
+                    key_authorization,
+                    fwd.request_id,
+                )));
             }
         };
         let mut encoded = Vec::with_capacity(512);
