@@ -190,11 +190,13 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let probes = tokio::spawn(portier::mgmt::probe::run(control.clone()));
+        let certs_changed = Arc::new(tokio::sync::Notify::new());
         let certs = tls.clone().map(|t| {
             tokio::spawn(portier::mgmt::certs::watch(
                 t,
                 config.tls.cert_dir.clone(),
                 std::time::Duration::from_millis(config.tls.reload_interval_ms.max(100)),
+                certs_changed.clone(),
             ))
         });
         let mut hup = signal(SignalKind::hangup())?;

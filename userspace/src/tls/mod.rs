@@ -231,6 +231,33 @@ mod tests {
     }
 
     #[test]
+    fn refresh_parses_only_what_changed() {
+        let (dir, s) = store_with(&[("a.test", &["a.test"]), ("b.test", &["b.test"])]);
+        let renewed =
+            self_signed_pem(&["b.test".into(), "longer-name.b.test".into()]).expect("pem");
+        std::fs::write(dir.0.join("b.test.pem"), renewed).expect("write");
+        std::fs::write(
+            dir.0.join("c.test.pem"),
+            self_signed_pem(&["c.test".into()]).expect("pem"),
+        )
+        .expect("write");
+        let next = s.refresh(&dir.0, &provider()).expect("refresh");
+        assert!(
+            same(&next.lookup(Some("a.test")), &s.lookup(Some("a.test"))),
+            "kept"
+        );
+        assert!(
+            !same(&next.lookup(Some("b.test")), &s.lookup(Some("b.test"))),
+            "re-read"
+        );
+        assert!(next.lookup(Some("c.test")).is_some(), "new file");
+        std::fs::remove_file(dir.0.join("a.test.pem")).expect("rm");
+        let after = next.refresh(&dir.0, &provider()).expect("refresh");
+        assert!(after.lookup(Some("a.test")).is_none(), "removed file gone");
+        assert_eq!(after.len(), 2);
+    }
+
+    #[test]
     fn store_from_pems_resolves_like_a_directory() {
         let a = self_signed_pem(&["a.test".into()]).expect("rcgen");
         let wild = self_signed_pem(&["*.x.test".into()]).expect("rcgen");

@@ -105,6 +105,45 @@ impl CertStore {
         Ok(store)
     }
 
+    /// [`CertStore::load`] again, re-reading only the files whose size or
+    /// modification time changed since this store's listing; the others
+    /// keep their parsed key. A thousand certificates and one renewal
+    /// cost one parse, not a thousand.
+    pub fn refresh(&self, dir: &Path, provider: &CryptoProvider) -> Result<CertStore, StoreError> {
+        let mut store = CertStore::default();
+        let files = pem_files(dir).map_err(|source| StoreError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        for file in files {
+            let unchanged = self
+                .fingerprint
+                .binary_search_by(|f| f.path.cmp(&file.path));
+            let key = match unchanged
+                .ok()
+                .filter(|&i| self.fingerprint[i] == file)
+                .and_then(|_| self.by_stem(&file.stem))
+            {
+                Some(key) => key,
+                None => load_certified_key(&file.path, provider)?,
+            };
+            store.insert(&file.stem, key);
+            store.fingerprint.push(file);
+        }
+        Ok(store)
+    }
+
+    fn by_stem(&self, stem: &str) -> Option<Arc<CertifiedKey>> {
+        let stem = stem.to_ascii_lowercase();
+        if stem == DEFAULT_NAME {
+            return self.default.clone();
+        }
+        match stem.strip_prefix(WILDCARD_PREFIX) {
+            Some(suffix) => self.by_name.get(&format!("*.{suffix}")).cloned(),
+            None => self.by_name.get(&stem).cloned(),
+        }
+    }
+
     /// Build a store from PEMs in memory, `(file stem, chain + key)` (e.g.
     /// certificates that arrive from elsewhere than the directory): same
     /// naming and checks as [`CertStore::load`]; `fingerprint` stays empty.
