@@ -7,6 +7,7 @@ pub mod compress;
 pub mod config;
 pub mod control;
 pub mod exchange;
+pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod mgmt;

@@ -188,6 +188,15 @@ impl Snapshot {
         }
     }
 
+    /// Every name an app serves: exact hosts, and wildcards as `*.suffix`
+    /// (what certificates are ordered for).
+    pub fn domains(&self) -> impl Iterator<Item = String> + '_ {
+        self.routes
+            .keys()
+            .cloned()
+            .chain(self.wildcards.keys().map(|s| format!("*.{s}")))
+    }
+
     /// The app serving `host` (already normalised: lowercase, no port, no
     /// trailing dot).
     /// Exact names beat wildcards (across all apps); a wildcard covers one

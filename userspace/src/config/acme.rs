@@ -73,7 +73,7 @@ impl Default for AcmeSettings {
             concurrency: 4,
             max_orders_per_hour: 300,
             backoff_secs: vec![60, 600, 6_000, 86_400],
-            ari_interval_secs: 6 * 3600,
+            ari_interval_secs: 12 * 3600,
             order_timeout_secs: 600,
             notify_command: None,
             notify_after_failures: 3,

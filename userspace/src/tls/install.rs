@@ -17,18 +17,15 @@
 //! directory, or touch the running TLS configuration (the watcher picks
 //! the new file up).
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::provider;
 use super::store::{DEFAULT_NAME, WILDCARD_PREFIX, certified_key};
 
 /// Names and expiry of a PEM's first certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
-    /// `notAfter`, Unix seconds.
+    /// `notBefore` and `notAfter`, Unix seconds.
+    pub not_before: i64,
     pub not_after: i64,
     /// DNS names of the subjectAltName (else the common names), lowercase.
     pub names: Vec<String>,
@@ -61,6 +58,7 @@ pub fn inspect(pem: &[u8]) -> Result<CertInfo, String> {
             );
         }
         return Ok(CertInfo {
+            not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             names,
         });
@@ -159,55 +157,23 @@ pub fn install(dir: &Path, name: &str, pem: &[u8]) -> Result<Installed, InstallE
     // The watcher loads with `provider()` too: what passes here loads there.
     certified_key(pem, &provider()).map_err(InstallError::BadCertificate)?;
     let path = dir.join(format!("{name}.pem"));
-    write_private(dir, &path, pem)?;
+    write_private(&path, pem)?;
     Ok(Installed { name, path, info })
 }
 
-static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
-
-/// Replace `path` (in `dir`) with `bytes`, mode 0600: a temporary file in
-/// the same directory whose name does not end in `.pem` (the watcher never
-/// lists it), fsync, rename, fsync the directory. On failure the temporary
-/// file is removed and `path` is untouched.
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("certificate");
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        TEMP_FILES.fetch_add(1, Ordering::Relaxed)
-    ));
-    let io = |what: &'static str| move |source| InstallError::Io { what, source };
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("writing the certificate"))?;
-        // Exactly 0600, whatever the umask.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io("chmod"))?;
-        f.write_all(bytes).map_err(io("writing the certificate"))?;
-        f.sync_all().map_err(io("fsync"))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io("installing the certificate"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// [`crate::fsutil::write_private`], with the error an install reports.
+fn write_private(path: &Path, pem: &[u8]) -> Result<(), InstallError> {
+    crate::fsutil::write_private(path, pem).map_err(|source| InstallError::Io {
+        what: "writing the certificate",
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use crate::tls::self_signed_pem;
 
     struct Dir(PathBuf);
