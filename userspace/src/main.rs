@@ -138,8 +138,19 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     let tls = if config.server.https.is_empty() {
         None
     } else {
+        if config.acme.is_some() {
+            // ACME installs into it; nothing to serve yet is fine.
+            portier::fsutil::private_dir(&config.tls.cert_dir).with_context(|| {
+                format!("creating [tls] cert_dir {}", config.tls.cert_dir.display())
+            })?;
+        }
         let store = portier::tls::CertStore::load(&config.tls.cert_dir, &portier::tls::provider())?;
-        if store.is_empty() {
+        if store.is_empty() && config.acme.is_some() {
+            eprintln!(
+                "portier: no certificate yet in {}: HTTPS handshakes fail until ACME installs one (add a default.pem to serve meanwhile)",
+                config.tls.cert_dir.display()
+            );
+        } else if store.is_empty() {
             anyhow::bail!(
                 "{}: no certificate (*.pem) to serve HTTPS with",
                 config.tls.cert_dir.display()
@@ -207,6 +218,21 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             control.clone(),
             xdp.take(),
         )));
+        if let Some(settings) = &config.acme {
+            let acme = portier::mgmt::acme::Acme::start(
+                settings.clone(),
+                control.clone(),
+                config.tls.cert_dir.clone(),
+                certs_changed.clone(),
+            )
+            .context("starting ACME")?;
+            eprintln!(
+                "portier: ACME on, directory {} (state in {})",
+                settings.directory_url(),
+                settings.state_dir.display()
+            );
+            manager.lock().await.acme = Some(acme);
+        }
         let admin = admin.map(|a| {
             for endpoint in a.endpoints() {
                 eprintln!("portier: admin API on {endpoint}");

@@ -25,6 +25,8 @@ pub struct Manager {
     pub config: Config,
     pub control: Arc<Control>,
     pub xdp: Option<XdpRuntime>,
+    /// The ACME service, when `[acme]` is on (set at start).
+    pub acme: Option<crate::mgmt::acme::Acme>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
 }
@@ -41,6 +43,7 @@ impl Manager {
             config,
             control,
             xdp,
+            acme: None,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         }
@@ -78,6 +81,11 @@ impl Manager {
     fn swap_in(&mut self, new: Config) -> anyhow::Result<()> {
         if new.server.threads != self.config.server.threads {
             tracing::warn!("a new thread count takes effect at the next restart");
+        }
+        if new.acme != self.config.acme {
+            tracing::warn!(
+                "[acme] changes take effect at the next restart (domains are followed live)"
+            );
         }
         // New listeners open on every reactor (all bound first: a busy port
         // refuses the whole reload); removed ones close; the others stay.

@@ -175,6 +175,59 @@ pub fn render(manager: &Manager) -> String {
             );
         }
     }
+    if let Some(acme) = &manager.acme {
+        render_acme(acme, &mut out);
+    }
     crate::metrics::render_reactor_counters(&manager.control, &mut out);
     out
+}
+
+/// Orders by result, each name's state (one series per name, the current
+/// state at 1) and its next attempt or renewal time.
+fn render_acme(acme: &crate::mgmt::acme::Acme, out: &mut String) {
+    let status = acme.status();
+    let _ = writeln!(
+        out,
+        "# HELP portier_acme_orders_total ACME orders finished, by result."
+    );
+    let _ = writeln!(out, "# TYPE portier_acme_orders_total counter");
+    let _ = writeln!(
+        out,
+        "portier_acme_orders_total{{result=\"issued\"}} {}",
+        status.orders_issued
+    );
+    let _ = writeln!(
+        out,
+        "portier_acme_orders_total{{result=\"failed\"}} {}",
+        status.orders_failed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portier_acme_certificate_state ACME state of each name (valid, pending, action_required, failed)."
+    );
+    let _ = writeln!(out, "# TYPE portier_acme_certificate_state gauge");
+    for (name, r) in &status.book.names {
+        let _ = writeln!(
+            out,
+            "portier_acme_certificate_state{{name=\"{}\",state=\"{}\"}} 1",
+            label(name),
+            r.phase.name()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_acme_next_attempt_timestamp_seconds When each name is next ordered or renewed, Unix time."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE portier_acme_next_attempt_timestamp_seconds gauge"
+    );
+    for (name, r) in &status.book.names {
+        let _ = writeln!(
+            out,
+            "portier_acme_next_attempt_timestamp_seconds{{name=\"{}\"}} {}",
+            label(name),
+            r.next_attempt
+        );
+    }
 }

@@ -17,9 +17,9 @@
 //! directory, or touch the running TLS configuration (the watcher picks
 //! the new file up).
 
-use std::path::{Path, PathBuf};
 use super::provider;
 use super::store::{DEFAULT_NAME, WILDCARD_PREFIX, certified_key};
+use std::path::{Path, PathBuf};
 
 /// Names and expiry of a PEM's first certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,9 +172,9 @@ fn write_private(path: &Path, pem: &[u8]) -> Result<(), InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::self_signed_pem;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use crate::tls::self_signed_pem;
 
     struct Dir(PathBuf);
     impl Dir {

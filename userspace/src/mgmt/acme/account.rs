@@ -29,7 +29,9 @@ pub fn account_file(state_dir: &Path, directory: &str) -> PathBuf {
 
 fn client(settings: &AcmeSettings, refusals: &RefusalLog) -> Result<Box<CaClient>, String> {
     let roots = match &settings.ca_roots {
-        Some(p) => Some(std::fs::read(p).map_err(|e| format!("acme.ca_roots {}: {e}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::read(p).map_err(|e| format!("acme.ca_roots {}: {e}", p.display()))?)
+        }
         None => None,
     };
     CaClient::new(roots.as_deref(), refusals.clone()).map(Box::new)
@@ -85,7 +87,8 @@ pub async fn load_or_create(
 fn external_account_key(kid: &str, file: &Path) -> Result<ExternalAccountKey, String> {
     use base64::Engine;
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(file).map_err(|e| format!("acme.eab_hmac_file {}: {e}", file.display()))?;
+    let meta = std::fs::metadata(file)
+        .map_err(|e| format!("acme.eab_hmac_file {}: {e}", file.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "acme.eab_hmac_file {}: readable by group or others (chmod 600)",
@@ -120,7 +123,12 @@ mod tests {
         let f = dir.join("hmac");
         std::fs::write(&f, "c2VjcmV0LWtleQ\n").expect("write");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(external_account_key("kid", &f).err().unwrap_or_default().contains("chmod 600"));
+        assert!(
+            external_account_key("kid", &f)
+                .err()
+                .unwrap_or_default()
+                .contains("chmod 600")
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(external_account_key("kid", &f).is_ok());
         std::fs::write(&f, "not base64!").expect("write");

@@ -69,9 +69,8 @@ impl Acme {
         cert_dir: PathBuf,
         certs_changed: Arc<Notify>,
     ) -> anyhow::Result<Acme> {
-        crate::fsutil::private_dir(&settings.state_dir).map_err(|e| {
-            anyhow::anyhow!("acme.state_dir {}: {e}", settings.state_dir.display())
-        })?;
+        crate::fsutil::private_dir(&settings.state_dir)
+            .map_err(|e| anyhow::anyhow!("acme.state_dir {}: {e}", settings.state_dir.display()))?;
         let dns = Arc::new(Dns::new(&settings.dns).map_err(|e| anyhow::anyhow!("acme.dns: {e}"))?);
         if let Some(p) = &settings.ca_roots {
             std::fs::read(p).map_err(|e| anyhow::anyhow!("acme.ca_roots {}: {e}", p.display()))?;
@@ -427,7 +426,10 @@ impl Service {
             if account.profiles().any(|m| m.name == p) {
                 self.profile = Some(p.clone());
             } else {
-                tracing::warn!(profile = p, "ACME: the directory does not list this profile; ordering without one");
+                tracing::warn!(
+                    profile = p,
+                    "ACME: the directory does not list this profile; ordering without one"
+                );
             }
         }
         self.account = Some(account.clone());
@@ -448,7 +450,13 @@ impl Service {
                     Ok((window, check_again)) => {
                         self.ari = Some(true);
                         r.suggest(window, check_again, unit());
-                        tracing::info!(name, start = window.0, end = window.1, renew_at = r.next_attempt, "ACME: renewal window from the CA");
+                        tracing::info!(
+                            name,
+                            start = window.0,
+                            end = window.1,
+                            renew_at = r.next_attempt,
+                            "ACME: renewal window from the CA"
+                        );
                     }
                     Err(e) if e == UNSUPPORTED => {
                         self.ari = Some(false);
@@ -469,7 +477,11 @@ impl Service {
                         self.certs_changed.notify_one();
                         if let Some(r) = book.names.get_mut(&name) {
                             r.adopt(cert, unit());
-                            tracing::info!(name, renew_at = r.next_attempt, "ACME: certificate issued");
+                            tracing::info!(
+                                name,
+                                renew_at = r.next_attempt,
+                                "ACME: certificate issued"
+                            );
                         }
                     }
                     Err(f) => {
@@ -487,7 +499,13 @@ impl Service {
                             &self.settings.backoff_secs,
                             refusal.and_then(|rf| rf.retry_after),
                         );
-                        tracing::error!(name, failures = r.failures, next_attempt = r.next_attempt, "ACME: order failed: {}", f.message);
+                        tracing::error!(
+                            name,
+                            failures = r.failures,
+                            next_attempt = r.next_attempt,
+                            "ACME: order failed: {}",
+                            f.message
+                        );
                         if r.failures >= self.settings.notify_after_failures {
                             notify(
                                 &self.settings,
@@ -583,7 +601,12 @@ async fn order_task(
                 value: rec.value.clone(),
             };
         }
-        tracing::warn!(name = rec.identifier, record = rec.fqdn, value = rec.value, "ACME: action required: create this TXT record; Portier finishes by itself once every authoritative server serves it");
+        tracing::warn!(
+            name = rec.identifier,
+            record = rec.fqdn,
+            value = rec.value,
+            "ACME: action required: create this TXT record; Portier finishes by itself once every authoritative server serves it"
+        );
         notify(
             &settings,
             "action_required",
@@ -607,7 +630,10 @@ async fn order_task(
         && f.already_replaced
         && job.replaces.is_some()
     {
-        tracing::warn!(name, "ACME: the CA says the certificate was already replaced; ordering again without `replaces`");
+        tracing::warn!(
+            name,
+            "ACME: the CA says the certificate was already replaced; ordering again without `replaces`"
+        );
         let job = OrderJob {
             replaces: None,
             ..job
@@ -634,7 +660,7 @@ fn notify(settings: &AcmeSettings, event: &str, name: &str, extra: &[(&str, Stri
         ("PORTIER_ACME_NAME".into(), name.to_string()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let args = vec![event.to_string(), name.to_string()];
+    let args = [event.to_string(), name.to_string()];
     tokio::spawn(async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();

@@ -150,7 +150,10 @@ async fn run(
                 ChallengeType::Http01
             };
             let mut challenge = authz.challenge(kind.clone()).ok_or_else(|| {
-                OrderFailure::new(format!("the CA offers no {kind:?} challenge for {}", job.name))
+                OrderFailure::new(format!(
+                    "the CA offers no {kind:?} challenge for {}",
+                    job.name
+                ))
             })?;
             let key_authorization = challenge.key_authorization();
             if wildcard {
@@ -219,14 +222,20 @@ async fn run(
     let retries = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
-        .timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(5)));
+        .timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(5)),
+        );
     let chain = order
         .poll_certificate(&retries)
         .await
         .map_err(|e| acme_error("certificate", e))?;
     let pem = format!("{}\n{}", chain.trim_end(), key.serialize_pem());
-    let installed = crate::tls::install::install(env.cert_dir, &file_stem(&job.name), pem.as_bytes())
-        .map_err(|e| OrderFailure::new(format!("the issued certificate was not installed: {e}")))?;
+    let installed =
+        crate::tls::install::install(env.cert_dir, &file_stem(&job.name), pem.as_bytes()).map_err(
+            |e| OrderFailure::new(format!("the issued certificate was not installed: {e}")),
+        )?;
     tracing::info!(name = job.name, file = %installed.path.display(), not_after = installed.info.not_after, "ACME: certificate installed");
     Ok(facts(pem.as_bytes(), true).unwrap_or(CertFacts {
         not_before: installed.info.not_before,
@@ -250,7 +259,12 @@ async fn dns01(
     match env.dns.present(rec).await {
         Ok(Written::Done) => cleanup.records.push(rec.clone()),
         Ok(Written::ActionRequired) => (env.on_action_required)(rec),
-        Err(e) => return Err(OrderFailure::new(format!("DNS-01 for {}: {e}", rec.identifier))),
+        Err(e) => {
+            return Err(OrderFailure::new(format!(
+                "DNS-01 for {}: {e}",
+                rec.identifier
+            )));
+        }
     }
     let limit = if manual {
         Duration::from_secs(settings.manual_timeout_secs)
@@ -263,7 +277,12 @@ async fn dns01(
     loop {
         let last = match env.dns.check(rec).await {
             Ok(p) if p.everywhere() => {
-                tracing::info!(record = rec.fqdn, zone = p.zone, servers = p.servers.len(), "ACME: TXT record served by every authoritative server");
+                tracing::info!(
+                    record = rec.fqdn,
+                    zone = p.zone,
+                    servers = p.servers.len(),
+                    "ACME: TXT record served by every authoritative server"
+                );
                 return Ok(());
             }
             Ok(p) => {

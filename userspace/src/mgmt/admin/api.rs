@@ -43,6 +43,8 @@ enum Route {
     XdpStats,
     XdpBlocklist,
     XdpBlocked(String),
+    /// Force an ACME order for a name.
+    Renew(String),
 }
 
 impl Route {
@@ -61,6 +63,7 @@ impl Route {
             ["apps", a, "settings"] => Route::Settings(o(a)),
             ["certificates"] => Route::Certificates,
             ["certificates", n] => Route::Certificate(o(n)),
+            ["certificates", n, "renew"] => Route::Renew(o(n)),
             ["stats"] => Route::Stats,
             ["metrics"] => Route::Metrics,
             ["reload"] => Route::Reload,
@@ -84,6 +87,7 @@ impl Route {
             Route::Domain(..) | Route::Backend(..) | Route::XdpBlocked(_) => &["DELETE"],
             Route::Settings(_) => &["PATCH"],
             Route::Certificate(_) => &["PUT"],
+            Route::Renew(_) => &["POST"],
             Route::XdpBlocklist => &["GET", "POST"],
         }
     }
@@ -181,7 +185,8 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             ),
             Err(r) => r,
         },
-        (Route::Certificates, _) => certs::list(&m.config.tls.cert_dir),
+        (Route::Certificates, _) => certs::list(&m.config.tls.cert_dir, m.acme.as_ref()),
+        (Route::Renew(name), _) => certs::renew(m.acme.as_ref(), &name),
         (Route::Certificate(name), _) => certs::upload(&m.config.tls.cert_dir, &name, body),
         (Route::Stats, _) => Response::json(200, &stats(m)),
         (Route::Metrics, _) => Response::text(

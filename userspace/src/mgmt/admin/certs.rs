@@ -1,5 +1,9 @@
-//! `GET /certificates` and `PUT /certificates/{name}`: the `<name>.pem`
-//! files of `[tls] cert_dir`, their names and expiry, and uploads.
+//! `GET /certificates`, `PUT /certificates/{name}` and
+//! `POST /certificates/{name}/renew`: the `<name>.pem` files of
+//! `[tls] cert_dir`, their names and expiry, uploads, and — with `[acme]` —
+//! each name's ACME state (valid, pending, action_required with the TXT
+//! record, failed with the last error and next attempt), expiry and
+//! renewal point, and a forced renewal.
 //!
 //! Owns: the HTTP side only: listing the directory as JSON, and mapping an
 //! upload onto [`crate::tls::install`] (the one validated, atomic install
@@ -14,6 +18,8 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::Response;
+use crate::mgmt::acme::Acme;
+use crate::mgmt::acme::plan::Phase;
 use crate::time_fmt::rfc3339_secs;
 use crate::tls::install::{self, CertInfo, InstallError, inspect, serves};
 use crate::tls::pem_files;
@@ -47,7 +53,77 @@ fn info_json(name: &str, info: &CertInfo) -> Value {
     })
 }
 
-pub fn list(dir: &Path) -> Response {
+/// Each ACME name as JSON (the admin API and `cargo xtask certs`).
+pub fn acme_json(acme: &Acme) -> Value {
+    let status = acme.status();
+    let names: Vec<Value> = status
+        .book
+        .names
+        .iter()
+        .map(|(name, r)| {
+            let mut v = json!({
+                "name": name,
+                "state": r.phase.name(),
+                "ordering": status.running.contains(name),
+                "failures": r.failures,
+                "last_error": r.last_error,
+            });
+            let o = v.as_object_mut().expect("object");
+            if let Phase::ActionRequired { record, value } = &r.phase {
+                o.insert(
+                    "action".into(),
+                    json!({ "type": "TXT", "name": record, "value": value }),
+                );
+            }
+            let next = rfc3339_secs(r.next_attempt);
+            match &r.cert {
+                Some(c) => {
+                    o.insert("not_after".into(), json!(rfc3339_secs(c.not_after)));
+                    o.insert("managed".into(), json!(c.managed));
+                    o.insert("renew_at".into(), json!(next));
+                }
+                None => {
+                    o.insert("next_attempt".into(), json!(next));
+                }
+            }
+            if r.failures > 0 {
+                o.insert("next_attempt".into(), json!(rfc3339_secs(r.next_attempt)));
+            }
+            if let Some((start, end)) = r.ari_window {
+                o.insert(
+                    "renewal_window".into(),
+                    json!({ "start": rfc3339_secs(start), "end": rfc3339_secs(end) }),
+                );
+            }
+            v
+        })
+        .collect();
+    json!({
+        "orders": { "issued": status.orders_issued, "failed": status.orders_failed },
+        "paused_until": status.book.paused_until.map(rfc3339_secs),
+        "names": names,
+    })
+}
+
+pub fn renew(acme: Option<&Acme>, name: &str) -> Response {
+    let Some(acme) = acme else {
+        return Response::error(409, "acme_off", "ACME is not configured ([acme])");
+    };
+    // The file name of a wildcard works too.
+    let name = name.to_ascii_lowercase();
+    let name = serves(&name);
+    if acme.renew(&name) {
+        Response::json(202, &json!({ "renewing": name }))
+    } else {
+        Response::error(
+            404,
+            "unknown_name",
+            format!("no app domain {name} is managed by ACME"),
+        )
+    }
+}
+
+pub fn list(dir: &Path, acme: Option<&Acme>) -> Response {
     let files = match pem_files(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -70,7 +146,11 @@ pub fn list(dir: &Path) -> Response {
             }
         })
         .collect();
-    Response::json(200, &json!({ "certificates": out }))
+    let mut body = json!({ "certificates": out });
+    if let Some(acme) = acme {
+        body["acme"] = acme_json(acme);
+    }
+    Response::json(200, &body)
 }
 
 pub fn upload(dir: &Path, name: &str, body: &[u8]) -> Response {
