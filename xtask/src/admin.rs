@@ -276,6 +276,51 @@ pub fn certs(conn: &Conn) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(acme) = v.get("acme") {
+        println!(
+            "\nACME ({} issued, {} failed since start)",
+            acme["orders"]["issued"], acme["orders"]["failed"]
+        );
+        println!("{:<32} {:<16} {:<22} detail", "name", "state", "not after");
+        for n in acme["names"].as_array().into_iter().flatten() {
+            let s = |k: &str| n[k].as_str().unwrap_or("").to_string();
+            let mut state = s("state");
+            if n["ordering"].as_bool() == Some(true) {
+                state.push_str(" (ordering)");
+            }
+            let detail = match n["state"].as_str() {
+                Some("action_required") => format!(
+                    "create TXT {} = \"{}\"",
+                    n["action"]["name"].as_str().unwrap_or("?"),
+                    n["action"]["value"].as_str().unwrap_or("?")
+                ),
+                Some("failed") => format!(
+                    "{} failure(s), next attempt {}: {}",
+                    n["failures"],
+                    s("next_attempt"),
+                    s("last_error")
+                ),
+                Some("valid") if n["failures"].as_u64().unwrap_or(0) > 0 => format!(
+                    "renewal failing ({}), next attempt {}",
+                    s("last_error"),
+                    s("next_attempt")
+                ),
+                Some("valid") => format!("renew at {}", s("renew_at")),
+                _ => format!("next attempt {}", s("next_attempt")),
+            };
+            println!("{:<32} {:<16} {:<22} {detail}", s("name"), state, s("not_after"));
+        }
+    }
+    Ok(())
+}
+
+/// `certs renew NAME`: order a certificate for NAME now.
+pub fn renew(conn: &Conn, name: &str) -> anyhow::Result<()> {
+    let v = conn.call("POST", &format!("/certificates/{name}/renew"), None)?;
+    if conn.json {
+        return print_json(&v);
+    }
+    println!("ordering {} now", v["renewing"].as_str().unwrap_or(name));
     Ok(())
 }
 

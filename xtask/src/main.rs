@@ -73,10 +73,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: admin::BackendCmd,
     },
-    /// Certificates in the certificate directory, with expiry (admin API).
+    /// Certificates in the certificate directory, with expiry, and each name's ACME
+    /// state; `certs renew NAME` orders one now (admin API).
     Certs {
         #[command(flatten)]
         conn: admin::Conn,
+        /// `renew NAME`
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
     },
     /// Reload the configuration file (admin API).
     Reload {
@@ -113,7 +117,11 @@ fn main() -> ExitCode {
         Cmd::Apps { conn } => admin::apps(&conn),
         Cmd::Domains { conn, cmd } => admin::domains(&conn, &cmd),
         Cmd::Backends { conn, cmd } => admin::backends(&conn, &cmd),
-        Cmd::Certs { conn } => admin::certs(&conn),
+        Cmd::Certs { conn, args } => match args.as_slice() {
+            [] => admin::certs(&conn),
+            [verb, name] if verb == "renew" => admin::renew(&conn, name),
+            _ => Err(anyhow::anyhow!("usage: cargo xtask certs [renew NAME]")),
+        },
         Cmd::Reload { conn } => admin::reload(&conn),
         Cmd::Stats { conn } => admin::stats(&conn),
     };
