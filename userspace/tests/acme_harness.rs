@@ -25,7 +25,8 @@ use base64::Engine;
 use bytes::Bytes;
 use instant_acme::{
     Account, AuthorizationStatus, BodyWrapper, BytesResponse, CertificateIdentifier, ChallengeType,
-    Error, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Error, ExternalAccountKey, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
 };
 use rustls::pki_types::CertificateDer;
 use support::mini_acme::MiniAcme;
@@ -447,6 +448,38 @@ async fn pebble_issues_over_http01_with_instant_acme() {
             .await
             .expect("Pebble ignores `profile`");
         assert_eq!(order.state().profile, None);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn pebble_requires_external_account_binding_when_configured() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let key = [7u8; 48];
+        let pebble = Pebble::start(PebbleOpts {
+            eab: Some(vec![(
+                "kid-1".to_string(),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+            )]),
+            ..Default::default()
+        });
+        let builder = || Account::builder_with_root(pebble.tls_root_pem_path()).expect("client");
+        let err = builder()
+            .create(&new_account(), pebble.directory_url(), None)
+            .await
+            .map(|_| ())
+            .expect_err("an account without EAB");
+        assert_eq!(
+            api_problem(&err).and_then(|p| p.r#type.as_deref()),
+            Some("urn:ietf:params:acme:error:externalAccountRequired"),
+            "{err}"
+        );
+        let eab = ExternalAccountKey::new("kid-1".to_string(), &key);
+        let (_account, _credentials) = builder()
+            .create(&new_account(), pebble.directory_url(), Some(&eab))
+            .await
+            .expect("an account with EAB");
     })
     .await
     .expect("test timed out");

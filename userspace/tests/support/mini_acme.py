@@ -28,6 +28,8 @@ What it is NOT (on purpose, to stay small):
 
 Usage: mini_acme.py PORT HTTP_PORT   (PORT 0 picks a free port)
 Prints `mini-acme listening on 127.0.0.1:PORT` on stdout once ready.
+With MINI_ACME_EXIT_ON_STDIN_EOF=1 it exits when stdin closes, so it dies
+with a test process that is killed before it can clean up.
 
 Control and observation (plain HTTP, same port, no JWS):
   POST /_control  JSON object, any subset of:
@@ -813,6 +815,12 @@ def main():
     server.daemon_threads = True
     port = server.server_address[1]
     Handler.state = State("http://127.0.0.1:%d" % port, http_port)
+    if os.environ.get("MINI_ACME_EXIT_ON_STDIN_EOF") == "1":
+        def exit_on_eof():
+            sys.stdin.buffer.read()
+            os._exit(0)
+
+        threading.Thread(target=exit_on_eof, daemon=True).start()
     print("mini-acme listening on 127.0.0.1:%d" % port, flush=True)
     server.serve_forever()
 

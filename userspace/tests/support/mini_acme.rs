@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ const PYTHON: &str = "/usr/bin/python3";
 pub struct MiniAcme {
     addr: SocketAddr,
     child: Option<Child>,
+    /// Held open: the script exits when it closes (this process died).
+    _stdin: Option<ChildStdin>,
 }
 
 impl MiniAcme {
@@ -34,11 +36,13 @@ impl MiniAcme {
         // Port 0: the script binds a free port and prints it, so no race.
         let mut child = Command::new(PYTHON)
             .args([script, "0", &http_port.to_string()])
-            .stdin(Stdio::null())
+            .env("MINI_ACME_EXIT_ON_STDIN_EOF", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn /usr/bin/python3 mini_acme.py (apt-get install python3-cryptography)");
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -54,6 +58,7 @@ impl MiniAcme {
         let mut mini = MiniAcme {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: Some(child),
+            _stdin: stdin,
         };
         match rx.recv_timeout(Duration::from_secs(15)) {
             Ok(addr) => mini.addr = addr.parse().expect("mini-acme address"),

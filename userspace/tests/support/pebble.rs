@@ -59,7 +59,7 @@ pub struct PebbleOpts {
     /// Default 0 (Pebble's own default is 50): every order is validated.
     pub authz_reuse_percent: u8,
     /// config `certificateValidityPeriod` (seconds); Pebble's default is
-    /// 5 years.
+    /// 157766400 s (5 years; measured).
     pub cert_validity_secs: Option<u64>,
     /// External account binding: `externalAccountBindingRequired` plus
     /// `externalAccountMACKeys` (key id, base64url HMAC-SHA256 key).
