@@ -26,6 +26,16 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3-h2",
     // The admin API test parses /metrics with the reference Prometheus parser.
     "python3-prometheus-client",
+    // ACME tests: a real test CA (pebble, with pebble-challtestsrv as the
+    // resolver of its validation authority).
+    "pebble",
+    // ACME tests: mini_acme.py (the ARI/profiles/429 stand-in) signs and
+    // verifies with Debian's python3 + cryptography.
+    "python3-cryptography",
+    // ACME DNS-01 tests: an authoritative server (named) taking RFC 2136 updates.
+    "bind9",
+    // ACME tests: dig queries challtestsrv and named.
+    "bind9-dnsutils",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

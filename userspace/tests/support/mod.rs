@@ -1,3 +1,5 @@
 //! Shared helpers for the integration tests.
+pub mod mini_acme;
 pub mod netns;
+pub mod pebble;
 pub mod proc;
