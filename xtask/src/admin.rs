@@ -308,7 +308,12 @@ pub fn certs(conn: &Conn) -> anyhow::Result<()> {
                 Some("valid") => format!("renew at {}", s("renew_at")),
                 _ => format!("next attempt {}", s("next_attempt")),
             };
-            println!("{:<32} {:<16} {:<22} {detail}", s("name"), state, s("not_after"));
+            println!(
+                "{:<32} {:<16} {:<22} {detail}",
+                s("name"),
+                state,
+                s("not_after")
+            );
         }
     }
     Ok(())

@@ -45,12 +45,18 @@ pub fn start(dir: &Path, http_port: u16) -> anyhow::Result<DemoPebble> {
             key.display()
         ),
     )?;
-    let log = |name: &str| -> anyhow::Result<Stdio> {
-        Ok(std::fs::File::create(dir.join(name))?.into())
-    };
+    let log =
+        |name: &str| -> anyhow::Result<Stdio> { Ok(std::fs::File::create(dir.join(name))?.into()) };
     let dns = KillOnDrop(
         Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dns01", DNS])
+            .args([
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                DNS,
+            ])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", "127.0.0.1:8055"])
             .stdout(log("challtestsrv.log")?)
@@ -117,15 +123,51 @@ fn make_tls_cert(dir: &Path, ca: &Path, cert: &Path, key: &Path) -> anyhow::Resu
     };
     let p = |p: &Path| p.to_string_lossy().into_owned();
     openssl(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", &p(&ca_key), "-out", &p(ca), "-days", "3650", "-subj", "/CN=Portier demo Pebble TLS CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p(&ca_key),
+        "-out",
+        &p(ca),
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=Portier demo Pebble TLS CA",
     ])?;
     openssl(&[
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        &p(key), "-out", &p(&csr), "-subj", "/CN=localhost",
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p(key),
+        "-out",
+        &p(&csr),
+        "-subj",
+        "/CN=localhost",
     ])?;
     openssl(&[
-        "x509", "-req", "-in", &p(&csr), "-CA", &p(ca), "-CAkey", &p(&ca_key), "-CAcreateserial",
-        "-out", &p(cert), "-days", "3650", "-extfile", &p(&ext),
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-out",
+        &p(cert),
+        "-days",
+        "3650",
+        "-extfile",
+        &p(&ext),
     ])
 }

@@ -7,6 +7,7 @@
 
 mod admin;
 mod bench_load;
+mod demo_pebble;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -251,7 +252,35 @@ fn run() -> anyhow::Result<()> {
                 .arg(&pem),
         )?;
     }
-    std::fs::write(&config, demo_config(privileged, &certs))?;
+    // The admin API's token (what `cargo xtask certs --token-file` reads).
+    let token = dir.join("admin.token");
+    if !token.exists() {
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .context("reading /dev/urandom")?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&token, hex)?;
+    }
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    // A local CA for ACME; the demo goes on without it if it cannot start.
+    let pebble = match demo_pebble::start(&dir.join("pebble"), 8080) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!(
+                "xtask: WARNING: Pebble (the demo's ACME CA) did not start, ACME is off: {e:#}"
+            );
+            None
+        }
+    };
+    let acme = pebble.as_ref().map(|p| Acme {
+        tls_root: p.tls_root.clone(),
+        state_dir: dir.join("acme"),
+    });
+    std::fs::write(
+        &config,
+        demo_config(privileged, &certs, &token, acme.as_ref()),
+    )?;
     if !privileged {
         eprintln!(
             "xtask: WARNING: not running as root: portier will start without XDP \
@@ -282,7 +311,7 @@ fn run() -> anyhow::Result<()> {
          \x20 curl -si -H 'Host: eu.shop.localhost' http://{http}/ | grep -i location           # wildcard *.shop.localhost, same redirect\n\
          \x20 curl -sik --resolve www.shop.localhost:8443:127.0.0.1 https://www.shop.localhost:8443/ | grep -i strict-transport   # HSTS\n\
          \x20 curl -s -H 'Accept-Encoding: gzip' -H 'Host: demo.localhost' http://{http}/bytes/100000 | gunzip | wc -c   # gzip on the fly\n\
-         XDP runs on `lo` in generic mode:\n\
+         {acme_lines}         XDP runs on `lo` in generic mode:\n\
          \x20 cargo xtask xdp stats                   # packets and bytes per verdict reason\n\
          \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live: curl -m1 http://127.0.0.9:8080/ now times out\n\
          \x20 cargo xtask xdp unblock 127.0.0.9/32\n\
@@ -292,6 +321,18 @@ fn run() -> anyhow::Result<()> {
         https = DEMO_HTTPS,
         b1 = DEMO_BACKENDS[0],
         b2 = DEMO_BACKENDS[1],
+        acme_lines = match &pebble {
+            Some(p) => format!(
+                "ACME: a local Pebble CA issues real certificates for demo.localhost, shop.localhost,\n\
+                 www.shop.localhost within seconds (HTTP-01 answered by Portier on :8080):\n\
+                 \x20 cargo xtask certs --token-file {token}     # state per name: valid, renew at ...\n\
+                 \x20 curl --cacert {root} --resolve demo.localhost:8443:127.0.0.1 https://demo.localhost:8443/hello   # chain verified against Pebble's root\n",
+                token = token.display(),
+                root = p.issuer_root.display(),
+            ),
+            None =>
+                "ACME is off (Pebble did not start): HTTPS serves the self-signed default.\n".into(),
+        },
     );
     let status = Command::new(portier_release())
         .arg("--config")
@@ -299,6 +340,7 @@ fn run() -> anyhow::Result<()> {
         .status()
         .context("starting portier")?;
     drop(backends);
+    drop(pebble);
     if !status.success() {
         bail!("portier exited with {status}");
     }
@@ -315,7 +357,32 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn demo_config(privileged: bool, certs: &Path) -> String {
+/// The demo's `[acme]` section, when its Pebble runs.
+struct Acme {
+    tls_root: PathBuf,
+    state_dir: PathBuf,
+}
+
+fn demo_config(privileged: bool, certs: &Path, token: &Path, acme: Option<&Acme>) -> String {
+    let acme = match acme {
+        Some(a) => format!(
+            r#"
+# Certificates from the demo's Pebble (an RFC 8555 test CA on loopback).
+# The wildcard would need DNS-01 (manual by default): left on the default.
+[acme]
+directory = "{dir}"
+ca_roots = "{roots}"
+state_dir = "{state}"
+contact = ["mailto:ops@demo.localhost"]
+exclude = ["*.shop.localhost"]
+backoff_secs = [5, 30, 300]
+"#,
+            dir = demo_pebble::DIRECTORY,
+            roots = a.tls_root.display(),
+            state = a.state_dir.display(),
+        ),
+        None => String::new(),
+    };
     format!(
         r#"# Portier demo, written by `cargo xtask run`.
 [server]
@@ -352,13 +419,18 @@ drop_closed_ports = false
 bogons = ["0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
 syn_rate = 1000
 syn_burst = 2000
-"#,
+
+[admin]
+listen = "127.0.0.1:9090"
+token_file = "{token}"
+{acme}"#,
         http = DEMO_HTTP,
         https = DEMO_HTTPS,
         certs = certs.display(),
         b1 = DEMO_BACKENDS[0],
         b2 = DEMO_BACKENDS[1],
-        mode = if privileged { "generic" } else { "auto" }
+        mode = if privileged { "generic" } else { "auto" },
+        token = token.display(),
     )
 }
 
