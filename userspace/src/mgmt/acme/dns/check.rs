@@ -73,7 +73,7 @@ pub async fn find_zone(resolvers: &[SocketAddr], fqdn: &Name) -> Result<Name, Dn
         }
         if name.is_root() {
             return Err(DnsError::NoZone {
-                name: fqdn.to_ascii(),
+                name: fqdn.to_ascii().trim_end_matches('.').to_string(),
                 reason: last_error.unwrap_or_else(|| "no SOA up to the root".into()),
             });
         }
