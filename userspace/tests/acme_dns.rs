@@ -318,3 +318,23 @@ fn a_name_outside_every_zone_has_no_authoritative_server() {
         "{err}"
     );
 }
+
+#[test]
+fn a_truncated_answer_is_asked_again_over_tcp() {
+    // Twenty 43-character values do not fit the 512 bytes of a UDP answer
+    // without EDNS: the server sets TC, the check must retry over TCP.
+    let mut spec = zone();
+    for i in 0..20 {
+        spec = spec.record(
+            "_acme-challenge",
+            "TXT",
+            &format!("\"{i:02}{}\"", &OTHER[2..]),
+        );
+    }
+    let spec = spec.record("_acme-challenge", "TXT", &format!("\"{VALUE}\""));
+    let bind = Bind::start(&[spec]);
+    assert_eq!(bind.dig_txt(FQDN).len(), 21);
+    let dns = Dns::new(&base(&bind)).expect("dns");
+    let seen = run(10, dns.check(&TxtRecord::new("*.acme.test", VALUE.into()))).expect("check");
+    assert!(seen.everywhere(), "{seen:?}");
+}

@@ -23,7 +23,7 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::wire::{self, Transport, rcode_name};
-use super::{DnsError, Propagation, ServerSeen};
+use super::{DnsError, Propagation, ServerSeen, plain};
 
 /// Ask the resolvers in order; the first that gives an answer we can use
 /// (NOERROR or NXDOMAIN) wins. Other rcodes and timeouts move on; the
@@ -43,7 +43,7 @@ pub async fn resolve(
                 ResponseCode::NoError | ResponseCode::NXDomain => return Ok(reply.message),
                 rcode => {
                     last = DnsError::Lookup {
-                        name: name.to_ascii(),
+                        name: plain(name),
                         rtype: rtype.to_string(),
                         server: resolver,
                         reason: rcode_name(rcode),
@@ -73,7 +73,7 @@ pub async fn find_zone(resolvers: &[SocketAddr], fqdn: &Name) -> Result<Name, Dn
         }
         if name.is_root() {
             return Err(DnsError::NoZone {
-                name: fqdn.to_ascii().trim_end_matches('.').to_string(),
+                name: plain(fqdn),
                 reason: last_error.unwrap_or_else(|| "no SOA up to the root".into()),
             });
         }
@@ -163,15 +163,24 @@ pub fn serves(
     let rcode = reply.response_code;
     if !matches!(rcode, ResponseCode::NoError | ResponseCode::NXDomain) {
         return Err(DnsError::Lookup {
-            name: fqdn.to_ascii(),
+            name: plain(fqdn),
             rtype: "TXT".into(),
             server,
             reason: rcode_name(rcode),
         });
     }
+    if reply.truncation {
+        // Part of the RRset is missing; wire.rs retries those over TCP.
+        return Err(DnsError::Lookup {
+            name: plain(fqdn),
+            rtype: "TXT".into(),
+            server,
+            reason: "answer truncated (TC=1)".into(),
+        });
+    }
     if !reply.authoritative {
         return Err(DnsError::Lookup {
-            name: fqdn.to_ascii(),
+            name: plain(fqdn),
             rtype: "TXT".into(),
             server,
             reason: "answer is not authoritative (AA=0): that server does not host the zone".into(),
@@ -205,7 +214,7 @@ pub async fn propagation(
         let ips = match addresses(resolvers, ns).await {
             Ok(ips) => ips,
             Err(e) => {
-                failed_lookups.push(format!("{}: {e}", ns.to_ascii()));
+                failed_lookups.push(format!("{}: {e}", plain(ns)));
                 continue;
             }
         };
@@ -227,7 +236,7 @@ pub async fn propagation(
         }
     }
     if servers.is_empty() {
-        let mut why = format!("zone {}", zone.to_ascii().trim_end_matches('.'));
+        let mut why = format!("zone {}", plain(&zone));
         if nameservers.is_empty() {
             why.push_str(" has no NS records");
         } else if !failed_lookups.is_empty() {
@@ -236,12 +245,12 @@ pub async fn propagation(
             why.push_str(": only IPv6 servers, and this host has no IPv6 route");
         }
         return Err(DnsError::NoAuthoritative {
-            name: fqdn.to_ascii().trim_end_matches('.').to_string(),
+            name: plain(fqdn),
             reason: why,
         });
     }
     Ok(Propagation {
-        zone: zone.to_ascii().trim_end_matches('.').to_string(),
+        zone: plain(&zone),
         servers,
         skipped,
     })
@@ -249,7 +258,7 @@ pub async fn propagation(
 
 fn seen(ns: &Name, addr: SocketAddr, serves: bool, error: Option<String>) -> ServerSeen {
     ServerSeen {
-        name: ns.to_ascii().trim_end_matches('.').to_string(),
+        name: plain(ns),
         addr,
         serves,
         error,

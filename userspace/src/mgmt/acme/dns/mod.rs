@@ -351,7 +351,7 @@ impl Dns {
     ) -> Result<(), DnsError> {
         let fqdn = self.name(&rec.fqdn)?;
         let zone = check::find_zone(&self.resolvers, &fqdn).await?;
-        let zone = zone.to_ascii().trim_end_matches('.').to_string();
+        let zone = plain(&zone);
         let env = [
             ("PORTIER_ACME_ACTION", action.to_string()),
             ("PORTIER_ACME_FQDN", rec.fqdn.clone()),
@@ -368,6 +368,11 @@ impl Dns {
     fn name(&self, fqdn: &str) -> Result<Name, DnsError> {
         rfc2136::fqdn(fqdn).map_err(|e| DnsError::Internal(format!("`{fqdn}`: {e}")))
     }
+}
+
+/// A name as operators write it: no trailing dot.
+fn plain(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
 }
 
 /// `nameserver` lines of resolv.conf(5), port 53. Link-local IPv6 with a

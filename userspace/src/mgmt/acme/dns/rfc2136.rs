@@ -26,8 +26,8 @@ use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 
-use super::DnsError;
 use super::wire::{self, Reply, Transport, rcode_name};
+use super::{DnsError, plain};
 use crate::config::acme_dns::ProviderSettings;
 
 /// Clock difference the primary tolerates (RFC 8945 section 10: 300 s).
@@ -125,8 +125,8 @@ pub fn update_message(
     if !zone.zone_of(fqdn) {
         return Err(DnsError::Internal(format!(
             "{} is not in zone {}",
-            fqdn.to_ascii(),
-            zone.to_ascii()
+            plain(fqdn),
+            plain(zone)
         )));
     }
     let mut message = Message::query();
@@ -186,7 +186,7 @@ pub fn judge(
     if rcode != ResponseCode::NoError {
         return Err(DnsError::UpdateRefused {
             server,
-            zone: zone.to_ascii(),
+            zone: plain(zone),
             rcode: rcode_name(rcode),
         });
     }
