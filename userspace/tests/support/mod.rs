@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests.
+pub mod bind;
 pub mod mini_acme;
 pub mod netns;
 pub mod pebble;
