@@ -149,7 +149,16 @@ impl Node {
     /// `curl https://NAME:PORT/` verified against `ca_file` through SNI.
     fn verified_https(&self, name: &str, ca_file: &Path) -> Result<String, String> {
         let out = Command::new("curl")
-            .args(["-s", "-S", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "-s",
+                "-S",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
             .arg("--cacert")
             .arg(ca_file)
             .arg("--resolve")
@@ -261,7 +270,10 @@ fn http01_certificates_are_issued_served_verified_and_kept_across_restarts() {
         .expect("ls")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("account-")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("account-"))
+        })
         .collect();
     assert_eq!(accounts.len(), 1, "{accounts:?}");
     assert_eq!(mode(&accounts[0]), 0o600);
@@ -273,9 +285,10 @@ fn http01_certificates_are_issued_served_verified_and_kept_across_restarts() {
         metrics.contains("portier_acme_orders_total{result=\"issued\"} 2"),
         "{metrics}"
     );
-    assert!(metrics.contains(
-        "portier_acme_certificate_state{name=\"shop.acme.test\",state=\"valid\"} 1"
-    ));
+    assert!(
+        metrics
+            .contains("portier_acme_certificate_state{name=\"shop.acme.test\",state=\"valid\"} 1")
+    );
     // The log never shows the account key.
     let served = node.served_fingerprint("shop.acme.test");
     assert!(served.contains("Fingerprint"), "{served}");
@@ -289,7 +302,10 @@ fn http01_certificates_are_issued_served_verified_and_kept_across_restarts() {
     assert_eq!(v["managed"], true, "{v}");
     std::thread::sleep(Duration::from_secs(2));
     let (_, all) = node.admin("GET", "/certificates", None);
-    assert_eq!(all["acme"]["orders"]["issued"], 0, "nothing re-ordered: {all}");
+    assert_eq!(
+        all["acme"]["orders"]["issued"], 0,
+        "nothing re-ordered: {all}"
+    );
     assert_eq!(node.served_fingerprint("shop.acme.test"), served);
     assert_eq!(
         std::fs::read(&accounts[0]).expect("account"),
@@ -302,7 +318,10 @@ fn http01_certificates_are_issued_served_verified_and_kept_across_restarts() {
     assert_eq!(code, 202, "{v}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.served_fingerprint("shop.acme.test") == served {
-        assert!(Instant::now() < deadline, "the renewed certificate never served");
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate never served"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(node.verified_https("shop.acme.test", &root).is_ok());
@@ -330,15 +349,23 @@ fn failures_back_off_persist_across_restarts_and_readding_retries_at_once() {
     assert!(error.contains("account"), "a clear error: {error}");
     // 2 s, then 4 s: three failures after about 6 s, then a 600 s wait.
     std::thread::sleep(Duration::from_millis(1_000));
-    assert_eq!(node.acme_name("site.acme.test")["failures"], 1, "not before 2 s");
+    assert_eq!(
+        node.acme_name("site.acme.test")["failures"],
+        1,
+        "not before 2 s"
+    );
     let third = node.wait_name("site.acme.test", Duration::from_secs(10), |v| {
         v["failures"] == 3
     });
-    let next = third["next_attempt"].as_str().unwrap_or_default().to_string();
+    let next = third["next_attempt"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!next.is_empty(), "{third}");
     let metrics = node.metrics();
     assert!(
-        metrics.contains("portier_acme_certificate_state{name=\"site.acme.test\",state=\"failed\"} 1"),
+        metrics
+            .contains("portier_acme_certificate_state{name=\"site.acme.test\",state=\"failed\"} 1"),
         "{metrics}"
     );
     assert!(metrics.contains("portier_acme_orders_total{result=\"failed\"} 3"));
@@ -438,11 +465,17 @@ fn ari_renewal_replaces_and_retries_without_when_already_replaced() {
     assert_eq!(orders[0]["profile"], "shortlived", "listed, so sent");
     assert_eq!(orders[1]["replaces"], first_id.as_str(), "{:?}", orders[1]);
     assert_eq!(orders[1]["answered_status"], 409);
-    assert!(orders[2]["replaces"].is_null(), "retried without: {:?}", orders[2]);
+    assert!(
+        orders[2]["replaces"].is_null(),
+        "retried without: {:?}",
+        orders[2]
+    );
     assert_eq!(orders[2]["answered_status"], 201);
     let renewal_infos = mini.events("renewalInfo");
     assert!(
-        renewal_infos.iter().any(|e| e["certid"] == first_id.as_str()),
+        renewal_infos
+            .iter()
+            .any(|e| e["certid"] == first_id.as_str()),
         "{renewal_infos:?}"
     );
     node.wait_name("ari.acme.test", Duration::from_secs(20), |v| {
@@ -483,7 +516,149 @@ fn profiles_only_when_listed_and_rate_limits_honour_retry_after() {
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert_eq!(orders[0]["answered_status"], 429);
     let gap = orders[1]["at"].as_f64().unwrap_or(0.0) - orders[0]["at"].as_f64().unwrap_or(0.0);
-    assert!(gap >= 3.0, "retried after {gap} s, before the CA's Retry-After of 4 s");
+    assert!(
+        gap >= 3.0,
+        "retried after {gap} s, before the CA's Retry-After of 4 s"
+    );
     assert!(orders.iter().all(|o| o["profile"].is_null()), "{orders:?}");
     eprintln!("429 then valid in {:?}", t0.elapsed());
+}
+
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write script");
+    set_mode(path, 0o755);
+}
+
+/// Wildcards by DNS-01 with Pebble validating against a real BIND: the
+/// rfc2136 provider (TSIG), the exec hook shipped in scripts/ (nsupdate),
+/// the manual mode finished by the test creating the record with
+/// `nsupdate` (after `notify_command` told it the value), and a wrong TSIG
+/// key giving a clear failure. Every certificate is then served by SNI and
+/// verified against Pebble's root; the records written are removed.
+#[test]
+fn dns01_wildcards_through_rfc2136_exec_and_manual_with_real_bind() {
+    use support::bind::{Bind, ZoneSpec};
+    let backend = Backend::start("acme-app");
+    let mut node = Node::new("dns01");
+    let bind = Bind::start(&[ZoneSpec::new("acme.test")]);
+    let pebble = Pebble::start(PebbleOpts {
+        http_port: node.http,
+        dns_server: Some(bind.addr()),
+        ..Default::default()
+    });
+    let key = node.dir.join("tsig.key");
+    bind.write_key_file(&key);
+    let bad_key = node.dir.join("bad-tsig.key");
+    std::fs::write(
+        &bad_key,
+        "c2VjcmV0LXRoYXQtaXMtbm90LXRoZS1zZXJ2ZXJzLWtleQ==\n",
+    )
+    .expect("key");
+    set_mode(&bad_key, 0o600);
+    let hook = node.dir.join("hook");
+    executable(
+        &hook,
+        &format!(
+            "#!/bin/sh\nDNS_RFC2136_NAMESERVER={ip} DNS_RFC2136_PORT={port} \
+             DNS_RFC2136_TSIG_KEY={name} DNS_RFC2136_TSIG_SECRET={secret} exec {shipped} \"$@\"\n",
+            ip = bind.addr().ip(),
+            port = bind.port(),
+            name = bind.tsig_key_name(),
+            secret = bind.tsig_secret(),
+            shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../scripts/acme-dns/nsupdate")
+                .display(),
+        ),
+    );
+    let notified = node.dir.join("notified");
+    let notify = node.dir.join("notify");
+    executable(
+        &notify,
+        &format!(
+            "#!/bin/sh\necho \"$PORTIER_ACME_EVENT $PORTIER_ACME_NAME $PORTIER_ACME_RECORD $PORTIER_ACME_VALUE\" >> {}\n",
+            notified.display()
+        ),
+    );
+    let names = [
+        "*.auto.acme.test",
+        "*.hook.acme.test",
+        "*.man.acme.test",
+        "*.bad.acme.test",
+    ];
+    node.configure(
+        &app("wild", &names, &backend),
+        &pebble.directory_url(),
+        &format!(
+            "ca_roots = \"{roots}\"\nnotify_command = \"{notify}\"\n\
+             [acme.dns]\nprovider = \"rfc2136\"\nserver = \"{server}\"\n\
+             tsig_key_name = \"{key_name}\"\ntsig_key_file = \"{key}\"\n\
+             resolvers = [\"{server}\"]\nauthoritative_port = {port}\ncheck_interval_secs = 1\n\
+             [[acme.dns.zones]]\nsuffix = \"hook.acme.test\"\nprovider = \"exec\"\ncommand = \"{hook}\"\n\
+             [[acme.dns.zones]]\nsuffix = \"man.acme.test\"\nprovider = \"manual\"\n\
+             [[acme.dns.zones]]\nsuffix = \"bad.acme.test\"\nprovider = \"rfc2136\"\nserver = \"{server}\"\n\
+             tsig_key_name = \"{key_name}\"\ntsig_key_file = \"{bad_key}\"\n",
+            roots = pebble.tls_root_pem_path().display(),
+            notify = notify.display(),
+            server = bind.addr(),
+            port = bind.port(),
+            key_name = bind.tsig_key_name(),
+            key = key.display(),
+            hook = hook.display(),
+            bad_key = bad_key.display(),
+        ),
+    );
+    node.start();
+    // Manual: shown as action required with the exact record; notified.
+    let waiting = node.wait_name("*.man.acme.test", Duration::from_secs(30), |v| {
+        v["state"] == "action_required"
+    });
+    let record = waiting["action"]["name"]
+        .as_str()
+        .expect("record")
+        .to_string();
+    let value = waiting["action"]["value"]
+        .as_str()
+        .expect("value")
+        .to_string();
+    assert_eq!(record, "_acme-challenge.man.acme.test");
+    assert_eq!(waiting["action"]["type"], "TXT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let told = loop {
+        let told = std::fs::read_to_string(&notified).unwrap_or_default();
+        if told.contains("action_required") || Instant::now() > deadline {
+            break told;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        told.contains(&format!("action_required *.man.acme.test {record} {value}")),
+        "{told}"
+    );
+    // The operator creates the record: Portier sees it and finishes.
+    bind.nsupdate_add(&record, &value);
+    for name in ["*.auto.acme.test", "*.hook.acme.test", "*.man.acme.test"] {
+        node.wait_name(name, Duration::from_secs(60), |v| v["state"] == "valid");
+    }
+    // A wrong TSIG key: a clear failure, nothing served under that name.
+    let bad = node.wait_name("*.bad.acme.test", Duration::from_secs(30), |v| {
+        v["failures"] == 1
+    });
+    assert_eq!(bad["state"], "failed", "{bad}");
+    let error = bad["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("BADSIG") || error.contains("BADKEY"),
+        "{error}"
+    );
+    let root = pebble_root(&pebble, &node);
+    for host in ["x.auto.acme.test", "y.hook.acme.test", "z.man.acme.test"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = node.verified_https(host, &root) {
+            assert!(Instant::now() < deadline, "{host}: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(node.verified_https("w.bad.acme.test", &root).is_err());
+    // What Portier wrote is removed after validation.
+    assert!(bind.dig_txt("_acme-challenge.auto.acme.test").is_empty());
+    assert!(bind.dig_txt("_acme-challenge.hook.acme.test").is_empty());
 }
