@@ -24,6 +24,11 @@ fn region(apps: usize) -> Snapshot {
     }
 }
 
+/// Requests outside `/.well-known/acme-challenge/` never read the table.
+fn no_challenges() -> Option<std::sync::Arc<portier::challenge::HttpChallenges>> {
+    None
+}
+
 fn bench(c: &mut Criterion) {
     let snap = region(50_000); // 100k exact names, 5k wildcards
     let mut g = c.benchmark_group("route_100k_domains");
@@ -32,6 +37,7 @@ fn bench(c: &mut Criterion) {
             matches!(
                 decide(
                     &snap,
+                    no_challenges,
                     Some(black_box("www.app31337.example.com")),
                     "/",
                     true
@@ -45,6 +51,7 @@ fn bench(c: &mut Criterion) {
             matches!(
                 decide(
                     &snap,
+                    no_challenges,
                     Some(black_box("shop.app31330.example.net")),
                     "/",
                     true
@@ -56,7 +63,13 @@ fn bench(c: &mut Criterion) {
     g.bench_function("miss", |b| {
         b.iter(|| {
             matches!(
-                decide(&snap, Some(black_box("nobody.example.org")), "/", true),
+                decide(
+                    &snap,
+                    no_challenges,
+                    Some(black_box("nobody.example.org")),
+                    "/",
+                    true
+                ),
                 Decision::NotFound
             )
         })
