@@ -34,8 +34,8 @@ pub struct AcmeSettings {
     pub profile: Option<String>,
     /// Account key, per-name state and backoff (created 0700).
     pub state_dir: PathBuf,
-    /// Names never ordered: exact names, or `*.suffix` for every name under
-    /// `suffix` (and the wildcard itself).
+    /// Names never ordered: exact names (`*.x.test` is the wildcard name
+    /// only), or `.suffix` for every name under `suffix`, wildcards included.
     pub exclude: Vec<String>,
     /// Orders running at once.
     pub concurrency: usize,
@@ -94,17 +94,9 @@ impl AcmeSettings {
 
     /// Is `name` (lowercase; `*.x` for a wildcard) excluded from ordering?
     pub fn excluded(&self, name: &str) -> bool {
-        self.exclude
-            .iter()
-            .any(|pattern| match pattern.strip_prefix("*.") {
-                Some(suffix) => {
-                    name == pattern
-                        || name
-                            .strip_suffix(suffix)
-                            .is_some_and(|head| head.ends_with('.'))
-                }
-                None => name == pattern,
-            })
+        self.exclude.iter().any(|pattern| {
+            name == pattern || pattern.starts_with('.') && name.ends_with(pattern.as_str())
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -139,10 +131,13 @@ impl AcmeSettings {
             return Err("acme: ari_interval_secs and order_timeout_secs are at least 1".into());
         }
         for pattern in &self.exclude {
-            let host = pattern.strip_prefix("*.").unwrap_or(pattern);
+            let host = pattern
+                .strip_prefix("*.")
+                .or_else(|| pattern.strip_prefix('.'))
+                .unwrap_or(pattern);
             if host.is_empty() || host.contains('*') || host != host.to_ascii_lowercase() {
                 return Err(format!(
-                    "acme.exclude: `{pattern}` is not a lowercase name or *.suffix"
+                    "acme.exclude: `{pattern}` is not a lowercase name, *.suffix or .suffix"
                 ));
             }
         }
@@ -184,9 +179,15 @@ mod tests {
     #[test]
     fn exclusion_by_name_and_suffix() {
         let s = AcmeSettings {
-            exclude: vec!["localhost".into(), "*.internal.test".into()],
+            exclude: vec![
+                "localhost".into(),
+                ".internal.test".into(),
+                "*.shop.test".into(),
+            ],
             ..Default::default()
         };
+        assert!(s.excluded("*.shop.test"), "the wildcard name");
+        assert!(!s.excluded("www.shop.test"), "not the names under it");
         assert!(s.excluded("localhost"));
         assert!(!s.excluded("a.localhost"));
         assert!(s.excluded("a.internal.test"));
