@@ -236,6 +236,9 @@ impl Service {
         {
             return false;
         }
+        // The first sync (a start) compares every kept record with the
+        // directory; later ones only look at names they have not seen.
+        let first = self.seen_snapshot.is_none();
         self.seen_snapshot = Some(snapshot.clone());
         let wanted: BTreeSet<String> = snapshot
             .domains()
@@ -255,6 +258,9 @@ impl Service {
         });
         let mut changed = before != book.names.len();
         for name in &wanted {
+            if !first && book.names.contains_key(name) {
+                continue;
+            }
             let on_disk = std::fs::read(self.cert_dir.join(format!("{}.pem", file_stem(name))))
                 .ok()
                 .and_then(|pem| facts(&pem, false))
