@@ -199,19 +199,32 @@ const ARI_CHECKS_AT_ONCE: usize = 8;
 impl Service {
     async fn run(mut self, mut renewals: mpsc::UnboundedReceiver<String>) {
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        // Results are saved at most once a second (a thousand orders must
+        // not mean a thousand fsyncs); what `launch` changed is saved at
+        // once, before the tasks it spawned can run (this runtime has one
+        // thread: they start only when this loop yields, in `select!`).
+        let mut results_unsaved = false;
+        let mut saved = std::time::Instant::now();
         loop {
             let mut dirty = self.sync_names();
             dirty |= self.launch(&mut tasks).await;
-            if dirty {
+            if dirty || (results_unsaved && saved.elapsed() >= Duration::from_secs(1)) {
                 self.persist();
+                results_unsaved = false;
+                saved = std::time::Instant::now();
             }
-            let wake = self.next_wake();
+            let wake = self.next_wake(results_unsaved);
             tokio::select! {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(done) = done {
                         self.finish(done);
-                        self.persist();
                     }
+                    while let Some(done) = tasks.try_join_next() {
+                        if let Ok(done) = done {
+                            self.finish(done);
+                        }
+                    }
+                    results_unsaved = true;
                 }
                 Some(name) = renewals.recv() => {
                     if let Some(r) = lock(&self.shared.book).names.get_mut(&name) {
@@ -407,8 +420,8 @@ impl Service {
             };
             changed = true;
             lock(&self.shared.running).insert(name.clone());
-            // Persisted before the order starts (see `pessimistic_next`).
-            self.persist();
+            // Saved by the caller before this task can start (see `run`
+            // and `pessimistic_next`).
             tasks.spawn(order_task(
                 job,
                 account.clone(),
@@ -530,21 +543,35 @@ impl Service {
         }
     }
 
-    /// How long to sleep: until the next due name or ARI check, at most a
-    /// second (the snapshot is compared each turn).
-    fn next_wake(&self) -> Duration {
+    /// How long to sleep: until the next name that can start (not while
+    /// every order slot is taken, not before a CA-wide pause ends), at most
+    /// a second (the snapshot is compared each turn; unsaved results wait
+    /// for that turn too).
+    fn next_wake(&self, results_unsaved: bool) -> Duration {
         let t = now();
         let book = lock(&self.shared.book);
         let running = lock(&self.shared.running);
-        let next = book
-            .names
-            .iter()
-            .filter(|(n, _)| !running.contains(*n))
-            .map(|(_, r)| r.next_attempt)
-            .chain(book.paused_until)
-            .min()
-            .unwrap_or(i64::MAX);
-        Duration::from_secs((next - t).clamp(0, 1) as u64)
+        let slots_full = running.len() - self.ari_inflight >= self.settings.concurrency;
+        let next = if slots_full {
+            t + 1
+        } else {
+            book.names
+                .iter()
+                .filter(|(n, _)| !running.contains(*n))
+                .map(|(_, r)| r.next_attempt)
+                .min()
+                .unwrap_or(i64::MAX)
+        };
+        let next = match book.paused_until {
+            Some(p) if p > t => next.max(p),
+            _ => next,
+        };
+        let wait = Duration::from_secs((next - t).clamp(0, 1) as u64);
+        if results_unsaved {
+            wait.max(Duration::from_millis(100))
+        } else {
+            wait
+        }
     }
 
     fn persist(&self) {
