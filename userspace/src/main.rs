@@ -261,8 +261,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 }
             }
         }
-        // Detach XDP (and remove its pins) on the way out.
+        // Detach XDP (and remove its pins) on the way out; ACME results
+        // of the last second saved.
         manager.lock().await.xdp.take();
+        if let Some(acme) = &manager.lock().await.acme {
+            acme.save();
+        }
         probes.abort();
         if let Some(a) = admin {
             a.abort();

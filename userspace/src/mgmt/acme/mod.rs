@@ -46,6 +46,7 @@ pub struct Acme {
 }
 
 struct Shared {
+    state_file: PathBuf,
     book: Mutex<Book>,
     running: Mutex<BTreeSet<String>>,
     issued: AtomicU64,
@@ -77,6 +78,7 @@ impl Acme {
         }
         let book = load_book(&settings.state_dir);
         let shared = Arc::new(Shared {
+            state_file: settings.state_dir.join(STATE_FILE),
             book: Mutex::new(book),
             running: Mutex::new(BTreeSet::new()),
             issued: AtomicU64::new(0),
@@ -111,6 +113,12 @@ impl Acme {
             orders_issued: self.shared.issued.load(Ordering::Relaxed),
             orders_failed: self.shared.failed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Save the state now (on the way out: results are otherwise saved
+    /// within a second of arriving).
+    pub fn save(&self) {
+        self.shared.save();
     }
 
     /// Order `name` now (a forced renewal). False if no app serves it.
@@ -575,13 +583,19 @@ impl Service {
     }
 
     fn persist(&self) {
-        let text = match serde_json::to_vec(&*lock(&self.shared.book)) {
+        self.shared.save();
+    }
+}
+
+impl Shared {
+    /// Write the book to `state.json` (atomic, 0600).
+    fn save(&self) {
+        let text = match serde_json::to_vec(&*lock(&self.book)) {
             Ok(t) => t,
             Err(e) => return tracing::error!("ACME state not saved: {e}"),
         };
-        let path = self.settings.state_dir.join(STATE_FILE);
-        if let Err(e) = crate::fsutil::write_private(&path, &text) {
-            tracing::error!(file = %path.display(), "ACME state not saved: {e}");
+        if let Err(e) = crate::fsutil::write_private(&self.state_file, &text) {
+            tracing::error!(file = %self.state_file.display(), "ACME state not saved: {e}");
         }
     }
 }
