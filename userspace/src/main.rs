@@ -46,6 +46,30 @@ enum Command {
         #[command(subcommand)]
         command: XdpCommand,
     },
+    /// Region mode: seed the region's apps, read them back, make a region key.
+    Region {
+        #[command(subcommand)]
+        command: RegionCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegionCommand {
+    /// Make the region's apps exactly the `[[apps]]` of FILE (which also has `[region]`).
+    Import {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the region's apps as `[[apps]]` TOML (FILE has `[region]`).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a new region key (32 random bytes, base64, mode 0600).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -85,6 +109,7 @@ fn main() -> ExitCode {
         None => run(cli.config),
         Some(Command::Check { config }) => check(config),
         Some(Command::Xdp { command }) => xdp(command),
+        Some(Command::Region { command }) => region_command(command),
         Some(Command::SelfSigned { names, out }) => portier::tls::self_signed_pem(&names)
             .map_err(anyhow::Error::from)
             .and_then(|pem| {
@@ -101,6 +126,53 @@ fn main() -> ExitCode {
     }
 }
 
+fn region_command(command: RegionCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match command {
+        RegionCommand::Import { config } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let seed = Config::parse_seed(&config, &text)?;
+            let settings = seed
+                .region
+                .as_ref()
+                .context("the file has no [region] section (endpoints, prefix)")?;
+            let revision = runtime.block_on(portier::mgmt::region::import(settings, &seed.apps))?;
+            println!(
+                "imported {} app(s) into {} at revision {revision}",
+                seed.apps.len(),
+                settings.prefix
+            );
+        }
+        RegionCommand::Export { config } => {
+            let node = Config::load(&config)?;
+            let settings = node
+                .region
+                .as_ref()
+                .context("the file has no [region] section (endpoints, prefix)")?;
+            let apps = runtime.block_on(portier::mgmt::region::export(settings))?;
+            #[derive(serde::Serialize)]
+            struct Apps {
+                apps: Vec<portier::config::AppSettings>,
+            }
+            print!("{}", toml::to_string(&Apps { apps })?);
+        }
+        RegionCommand::Keygen { out } => {
+            let key = portier::mgmt::region::seal::RegionKey::generate()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            portier::fsutil::write_private(&out, format!("{key}\n").as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} (mode 0600): copy it to every node of the region",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check(path: PathBuf) -> anyhow::Result<()> {
     Config::load(&path)?;
     println!("{}: ok", path.display());
@@ -108,7 +180,29 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = Config::load(&path)?;
+    let mut config = Config::load(&path)?;
+    // Region mode: the apps of the last good state until etcd answers.
+    let region = match config.region.clone() {
+        Some(settings) => {
+            let region = portier::mgmt::region::Region::open(&settings)?;
+            let cached = region.apps();
+            let count = cached.len();
+            match config.with_apps(cached) {
+                Ok(c) => config = c,
+                Err(e) => eprintln!(
+                    "portier: the last good region state does not validate ({e}): starting without apps"
+                ),
+            }
+            eprintln!(
+                "portier: region mode, node {}, {} app(s) from the last good state, etcd {}",
+                region.node(),
+                count,
+                settings.endpoints.join(",")
+            );
+            Some(region)
+        }
+        None => None,
+    };
     // Token and listeners first: a bad token file stops us before anything runs.
     let admin = portier::mgmt::admin::Admin::bind(config.admin.as_ref())?;
     let mut xdp = bpf::start(&config.xdp)?;
@@ -218,6 +312,15 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             control.clone(),
             xdp.take(),
         )));
+        if let Some(region) = &region {
+            manager.lock().await.region = Some(region.clone());
+            region.start(portier::mgmt::region::Sink {
+                manager: manager.clone(),
+                control: control.clone(),
+                cert_dir: config.tls.cert_dir.clone(),
+                certs_changed: certs_changed.clone(),
+            });
+        }
         if let Some(settings) = &config.acme {
             let acme = portier::mgmt::acme::Acme::start(
                 settings.clone(),

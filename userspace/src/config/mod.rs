@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod cidr;
 pub mod edit;
+pub mod region;
 pub mod server;
 pub mod xdp;
 
@@ -22,6 +23,7 @@ pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use app::AppSettings;
 pub use cidr::Cidr;
+pub use region::RegionSettings;
 pub use server::{LimitSettings, ServerSettings, TlsSettings};
 pub use xdp::{XdpMode, XdpSettings};
 
@@ -47,6 +49,10 @@ pub struct Config {
     /// Automatic certificates; absent = off.
     #[serde(default)]
     pub acme: Option<AcmeSettings>,
+    /// Apps, domains and certificates shared with other nodes through
+    /// etcd; absent = this file is the whole truth.
+    #[serde(default)]
+    pub region: Option<RegionSettings>,
 }
 
 /// `[log]`: the structured access log.
@@ -116,11 +122,52 @@ impl Config {
                 message: e.message().trim().to_string(),
             }
         })?;
+        if config.region.is_some() && !config.apps.is_empty() {
+            return Err(ConfigError::Semantic {
+                path: path.to_path_buf(),
+                message: "[[apps]] with [region]: in region mode the apps live in etcd \
+                          (seed them with `portier region import --config FILE`)"
+                    .into(),
+            });
+        }
         config.validate().map_err(|message| ConfigError::Semantic {
             path: path.to_path_buf(),
             message,
         })?;
         Ok(config)
+    }
+
+    /// A region seed file (`portier region import`): `[region]` and
+    /// `[[apps]]` together, validated as a whole.
+    pub fn parse_seed(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut without_apps: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let apps = std::mem::take(&mut without_apps.apps);
+        without_apps
+            .with_apps(apps)
+            .map_err(|message| ConfigError::Semantic {
+                path: path.to_path_buf(),
+                message,
+            })
+    }
+
+    /// This node's file with the region's apps in place of its own,
+    /// validated as a whole (wildcard ownership, one app per domain, ...).
+    pub fn with_apps(&self, apps: Vec<AppSettings>) -> Result<Config, String> {
+        let mut next = self.clone();
+        next.apps = apps;
+        next.validate()?;
+        Ok(next)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -129,6 +176,9 @@ impl Config {
         self.limits.validate()?;
         if let Some(acme) = &self.acme {
             acme.validate()?;
+        }
+        if let Some(region) = &self.region {
+            region.validate()?;
         }
         let header = &self.server.error_header;
         if header.is_empty()

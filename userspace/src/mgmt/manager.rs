@@ -27,6 +27,8 @@ pub struct Manager {
     pub xdp: Option<XdpRuntime>,
     /// The ACME service, when `[acme]` is on (set at start).
     pub acme: Option<crate::mgmt::acme::Acme>,
+    /// In region mode, where the apps come from and go to (set at start).
+    pub region: Option<crate::mgmt::region::Region>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
 }
@@ -44,15 +46,22 @@ impl Manager {
             control,
             xdp,
             acme: None,
+            region: None,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
         }
     }
 
-    /// Load the file again and swap it in. On error nothing changes.
+    /// Load the file again and swap it in (in region mode, with the
+    /// region's apps). On error nothing changes.
     pub fn reload(&mut self) -> anyhow::Result<()> {
+        let region_apps = self.region.as_ref().map(|r| r.apps());
         let result = Config::load(&self.path)
             .map_err(anyhow::Error::from)
+            .and_then(|new| match region_apps {
+                Some(apps) => new.with_apps(apps).map_err(|e| anyhow::anyhow!("{e}")),
+                None => Ok(new),
+            })
             .and_then(|new| self.swap_in(new));
         self.count(&result);
         result
@@ -67,6 +76,19 @@ impl Manager {
             .and_then(|()| self.swap_in(new));
         self.count(&result);
         result
+    }
+
+    /// The region's apps changed (or were read again): validated with this
+    /// node's file, swapped in like a reload. On error nothing changes.
+    pub fn region_apps(&mut self, apps: Vec<crate::config::AppSettings>) -> anyhow::Result<()> {
+        if apps == self.config.apps {
+            return Ok(());
+        }
+        let new = self
+            .config
+            .with_apps(apps)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.swap_in(new)
     }
 
     fn count(&self, result: &anyhow::Result<()>) {

@@ -8,3 +8,4 @@ pub mod certs;
 pub mod manager;
 pub mod metrics;
 pub mod probe;
+pub mod region;

@@ -125,48 +125,60 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             None => no_such_app(&name),
         },
         (Route::Domains(app), _) => match field(body, "domain") {
-            Ok(domain) => change(
+            Ok(domain) => {
+                change(
+                    m,
+                    Edit::AddDomain {
+                        app: app.clone(),
+                        domain,
+                    },
+                    201,
+                    &app,
+                )
+                .await
+            }
+            Err(r) => r,
+        },
+        (Route::Domain(app, domain), _) => {
+            change(
                 m,
-                Edit::AddDomain {
+                Edit::RemoveDomain {
                     app: app.clone(),
                     domain,
                 },
-                201,
+                200,
                 &app,
-            ),
-            Err(r) => r,
-        },
-        (Route::Domain(app, domain), _) => change(
-            m,
-            Edit::RemoveDomain {
-                app: app.clone(),
-                domain,
-            },
-            200,
-            &app,
-        ),
+            )
+            .await
+        }
         (Route::Backends(app), _) => match field(body, "address").and_then(|a| address(&a)) {
-            Ok(backend) => change(
-                m,
-                Edit::AddBackend {
-                    app: app.clone(),
-                    backend,
-                },
-                201,
-                &app,
-            ),
+            Ok(backend) => {
+                change(
+                    m,
+                    Edit::AddBackend {
+                        app: app.clone(),
+                        backend,
+                    },
+                    201,
+                    &app,
+                )
+                .await
+            }
             Err(r) => r,
         },
         (Route::Backend(app, addr), _) => match address(&addr) {
-            Ok(backend) => change(
-                m,
-                Edit::RemoveBackend {
-                    app: app.clone(),
-                    backend,
-                },
-                200,
-                &app,
-            ),
+            Ok(backend) => {
+                change(
+                    m,
+                    Edit::RemoveBackend {
+                        app: app.clone(),
+                        backend,
+                    },
+                    200,
+                    &app,
+                )
+                .await
+            }
             Err(r) => r,
         },
         (Route::Drain(app, addr, draining), _) => match address(&addr) {
@@ -174,20 +186,30 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             Err(r) => r,
         },
         (Route::Settings(app), _) => match settings(body) {
-            Ok(settings) => change(
-                m,
-                Edit::Settings {
-                    app: app.clone(),
-                    settings,
-                },
-                200,
-                &app,
-            ),
+            Ok(settings) => {
+                change(
+                    m,
+                    Edit::Settings {
+                        app: app.clone(),
+                        settings,
+                    },
+                    200,
+                    &app,
+                )
+                .await
+            }
             Err(r) => r,
         },
         (Route::Certificates, _) => certs::list(&m.config.tls.cert_dir, m.acme.as_ref()),
         (Route::Renew(name), _) => certs::renew(m.acme.as_ref(), &name),
-        (Route::Certificate(name), _) => certs::upload(&m.config.tls.cert_dir, &name, body),
+        (Route::Certificate(name), _) => {
+            let r = certs::upload(&m.config.tls.cert_dir, &name, body);
+            match (&m.region, r.status) {
+                // Every node installs it from the region.
+                (Some(region), 200) => certs::share(region, &name, body, r).await,
+                _ => r,
+            }
+        }
         (Route::Stats, _) => Response::json(200, &stats(m)),
         (Route::Metrics, _) => Response::text(
             200,
@@ -235,14 +257,14 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
                 return xdp_off();
             }
             match field(body, "cidr").and_then(|c| cidr(&c)) {
-                Ok(c) => match commit(m, Edit::Block(c)) {
+                Ok(c) => match commit(m, Edit::Block(c)).await {
                     Ok(()) => Response::json(201, &json!({ "blocked": c.to_string() })),
                     Err(r) => r,
                 },
                 Err(r) => r,
             }
         }
-        (Route::XdpBlocked(raw), _) => unblock(m, &raw),
+        (Route::XdpBlocked(raw), _) => unblock(m, &raw).await,
     }
 }
 
@@ -355,8 +377,8 @@ fn settings(body: &[u8]) -> Result<Vec<Setting>, Response> {
 }
 
 /// Apply `edit` and answer with the app as it now is.
-fn change(m: &mut Manager, edit: Edit, status: u16, app: &str) -> Response {
-    if let Err(r) = commit(m, edit) {
+async fn change(m: &mut Manager, edit: Edit, status: u16, app: &str) -> Response {
+    if let Err(r) = commit(m, edit).await {
         return r;
     }
     match m.config.apps.iter().find(|a| a.name == app) {
@@ -365,9 +387,15 @@ fn change(m: &mut Manager, edit: Edit, status: u16, app: &str) -> Response {
     }
 }
 
-/// Read the file, edit, validate, write back atomically and swap in.
+/// Read the file, edit, validate, write back atomically and swap in (in
+/// region mode, app edits go to the region instead: [`commit_region`]).
 /// On any refusal nothing changes (file and running state).
-fn commit(m: &mut Manager, edit: Edit) -> Result<(), Response> {
+async fn commit(m: &mut Manager, edit: Edit) -> Result<(), Response> {
+    if let Some(region) = m.region.clone()
+        && !matches!(edit, Edit::Block(_) | Edit::Unblock(_))
+    {
+        return commit_region(m, &region, &edit).await;
+    }
     let text = std::fs::read_to_string(&m.path).map_err(|e| {
         Response::error(
             500,
@@ -387,6 +415,68 @@ fn commit(m: &mut Manager, edit: Edit) -> Result<(), Response> {
         .map_err(|e| Response::error(409, "invalid_config", reason(&e)))?;
     m.apply(new, &new_text)
         .map_err(|e| Response::error(500, "apply_failed", format!("{e:#}")))
+}
+
+/// An app edit in region mode: applied to the region's apps as read at
+/// some revision, validated with this node's file against the whole
+/// region, then written in one transaction that only succeeds if no app
+/// write happened since that revision. A lost race is retried on the
+/// fresher state (where it may now be refused, e.g. the wildcard belongs
+/// to the winner); the node applies the result at once, the others
+/// through their watch.
+async fn commit_region(
+    m: &mut Manager,
+    region: &crate::mgmt::region::Region,
+    edit: &Edit,
+) -> Result<(), Response> {
+    use crate::mgmt::region::WriteError;
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Apps {
+        #[serde(default)]
+        apps: Vec<crate::config::AppSettings>,
+    }
+    for _ in 0..5 {
+        let (guard, before) = region.apps_seen();
+        let text = toml::to_string(&Apps {
+            apps: before.clone(),
+        })
+        .map_err(|e| Response::error(500, "region_state", e.to_string()))?;
+        let new_text = edit::apply(&text, edit).map_err(|e| match e {
+            EditError::PeerNoSuchApp(_) | EditError::PeerNotFound(_) => {
+                Response::error(404, "not_found", e)
+            }
+            EditError::PeerAlreadyPresent(_) => Response::error(409, "already_present", e),
+            EditError::PeerInvalid(_) => Response::error(400, "bad_request", e),
+            EditError::FileInvalid(_) => Response::error(500, "region_state", e),
+        })?;
+        let apps: Apps = toml::from_str(&new_text)
+            .map_err(|e| Response::error(400, "bad_request", e.message().to_string()))?;
+        let new = m
+            .config
+            .with_apps(apps.apps)
+            .map_err(|e| Response::error(409, "invalid_config", e))?;
+        match region.commit_apps(guard, &before, &new.apps).await {
+            Ok(revision) => {
+                tracing::info!(revision, "admin API: region apps written");
+                return m
+                    .region_apps(new.apps)
+                    .map_err(|e| Response::error(500, "apply_failed", format!("{e:#}")));
+            }
+            Err(WriteError::Conflict) => {
+                // Another write won; the watch brings it within moments.
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+            Err(e @ WriteError::Unavailable(_)) => {
+                return Err(Response::error(503, "region_unavailable", e));
+            }
+            Err(WriteError::Refused(e)) => return Err(Response::error(400, "bad_request", e)),
+        }
+    }
+    Err(Response::error(
+        409,
+        "region_conflict",
+        "the region kept changing under this write; try again",
+    ))
 }
 
 /// The validator's message without the file name in front.
@@ -426,7 +516,7 @@ fn drain(m: &Manager, app: &str, backend: SocketAddr, draining: bool) -> Respons
     }
 }
 
-fn unblock(m: &mut Manager, raw: &str) -> Response {
+async fn unblock(m: &mut Manager, raw: &str) -> Response {
     let Some(rt) = &m.xdp else {
         return xdp_off();
     };
@@ -435,7 +525,7 @@ fn unblock(m: &mut Manager, raw: &str) -> Response {
         Err(r) => return r,
     };
     if m.config.xdp.blocklist.contains(&c) {
-        return match commit(m, Edit::Unblock(c)) {
+        return match commit(m, Edit::Unblock(c)).await {
             Ok(()) => Response::json(
                 200,
                 &json!({ "unblocked": c.to_string(), "configured": true }),

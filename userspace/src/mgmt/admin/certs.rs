@@ -153,6 +153,26 @@ pub fn list(dir: &Path, acme: Option<&Acme>) -> Response {
     Response::json(200, &body)
 }
 
+/// Region mode: an uploaded certificate (installed here already) goes to
+/// etcd with its key sealed, for every node.
+pub async fn share(
+    region: &crate::mgmt::region::Region,
+    name: &str,
+    body: &[u8],
+    installed: Response,
+) -> Response {
+    let stem = name.to_ascii_lowercase();
+    let not_after = inspect(body).map_or(0, |i| i.not_after);
+    match region.put_cert(&stem, body, not_after).await {
+        Ok(()) => installed,
+        Err(e) => Response::error(
+            503,
+            "region_unavailable",
+            format!("installed on this node only, not shared with the region: {e}"),
+        ),
+    }
+}
+
 pub fn upload(dir: &Path, name: &str, body: &[u8]) -> Response {
     match install::install(dir, name, body) {
         Ok(done) => {
