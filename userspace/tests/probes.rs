@@ -389,15 +389,28 @@ fn a_flapping_backend_is_probed_ever_later_until_it_proves_stable() {
         "it was really back each time (cut requests: {came_back})"
     );
 
-    // Healthy for longer than max(stable 1.5 s, last delay 1.6 s)...
+    // Healthy (once a probe let it back, up to 1.6 s from now) for longer
+    // than max(stable 1.5 s, last delay 1.6 s)...
     flaky.set(Mode::Healthy);
     let healthy_since = Instant::now();
-    std::thread::sleep(Duration::from_millis(2500));
-    let served = flaky
-        .seen()
-        .iter()
-        .filter(|s| !s.probe && s.at > healthy_since)
-        .count();
+    let served_after = |t: Instant| {
+        flaky
+            .seen()
+            .iter()
+            .filter(|s| !s.probe && s.at > t)
+            .map(|s| s.at)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served_after(healthy_since).is_empty() {
+        assert!(Instant::now() < deadline, "never back while healthy");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let back_at = served_after(healthy_since)[0];
+    std::thread::sleep(
+        (back_at + Duration::from_millis(2200)).saturating_duration_since(Instant::now()),
+    );
+    let served = served_after(healthy_since).len();
     assert!(served > 5, "it served while healthy ({served})");
     // ...then cut again: the backoff starts over at 200 ms.
     flaky.set(Mode::AnswerProbesOnly);
