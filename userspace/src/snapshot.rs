@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::config::app::{normalize_host, wildcard_suffix};
 use crate::config::{Cidr, Config};
 use crate::http::Limits;
-use crate::sched::balance::Balancer;
+use crate::sched::balance::{Backoff, Balancer};
 
 #[derive(Debug)]
 pub struct App {
@@ -27,11 +27,24 @@ pub struct App {
     pub sticky: Option<Arc<crate::sticky::Sticky>>,
     /// Gzip eligible responses for clients that accept it.
     pub compress: bool,
+    /// How quarantined backends are probed (`mgmt/probe.rs`).
+    pub health: Health,
     /// What the balancer was built from: a reload keeps the balancer (and
     /// its in-flight counts and quarantine state) when this is unchanged.
     balancer_key: String,
     /// Requests answered for this app (kept across reloads by app name).
     pub stats: Arc<AppStats>,
+}
+
+/// The request a quarantine probe sends, and how long it waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// `Host` of the probe: the canonical domain, else the first exact
+    /// domain; `None` (only wildcards) → the backend's own address.
+    pub host: Option<String>,
+    /// Origin-form target (validated by the config).
+    pub path: String,
+    pub timeout: Duration,
 }
 
 /// Method classes of the per-app counters.
@@ -113,13 +126,14 @@ impl Snapshot {
                     };
                 }
             }
+            let backoff = Backoff {
+                initial_ms: a.quarantine_initial_ms,
+                max_ms: a.quarantine_max_ms,
+                stable_ms: a.quarantine_stable_ms,
+            };
             let balancer_key = format!(
-                "{:?}/{}/{}/{}/{}",
-                a.backends,
-                a.max_conns_per_backend,
-                a.queue_per_backend,
-                a.quarantine_initial_ms,
-                a.quarantine_max_ms
+                "{:?}/{}/{}/{:?}",
+                a.backends, a.max_conns_per_backend, a.queue_per_backend, backoff
             );
             let kept = previous.and_then(|p| {
                 p.apps
@@ -132,8 +146,7 @@ impl Snapshot {
                     &a.backends,
                     a.max_conns_per_backend,
                     a.queue_per_backend,
-                    a.quarantine_initial_ms,
-                    a.quarantine_max_ms,
+                    backoff,
                 ))
             });
             let stats = previous
@@ -148,6 +161,16 @@ impl Snapshot {
                 force_https: a.force_https,
                 hsts: a.force_https.then(|| format!("max-age={}", a.hsts_max_age)),
                 compress: a.compress,
+                health: Health {
+                    host: a
+                        .canonical_domain
+                        .iter()
+                        .chain(&a.domains)
+                        .filter_map(|d| normalize_host(d))
+                        .find(|h| !h.contains('*')),
+                    path: a.health_path.clone(),
+                    timeout: Duration::from_millis(a.health_timeout_ms),
+                },
                 sticky: a.sticky_sessions.then(|| {
                     Arc::new(crate::sticky::Sticky::new(
                         &a.name,

@@ -44,6 +44,18 @@ pub struct AppSettings {
     pub quarantine_initial_ms: u64,
     #[serde(default = "default_quarantine_max")]
     pub quarantine_max_ms: u64,
+    /// A backend back in rotation at least this long (and at least its
+    /// last probe delay) starts its next quarantine at the initial delay;
+    /// quarantined sooner, its backoff goes on doubling (flap damping).
+    #[serde(default = "default_quarantine_stable")]
+    pub quarantine_stable_ms: u64,
+    /// Path (and query) a quarantine probe asks with `GET`.
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// A probe that has not received a complete response head by then
+    /// (connect included) fails.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_ms: u64,
 }
 
 fn default_true() -> bool {
@@ -67,6 +79,18 @@ fn default_quarantine_initial() -> u64 {
 fn default_quarantine_max() -> u64 {
     30_000
 }
+fn default_quarantine_stable() -> u64 {
+    10_000
+}
+fn default_health_path() -> String {
+    "/".into()
+}
+fn default_health_timeout() -> u64 {
+    2_000
+}
+
+/// Longest `health_path` accepted.
+const MAX_HEALTH_PATH: usize = 2048;
 
 impl AppSettings {
     pub fn validate(&self) -> Result<(), String> {
@@ -83,6 +107,15 @@ impl AppSettings {
         if self.quarantine_initial_ms == 0 || self.quarantine_max_ms < self.quarantine_initial_ms {
             return Err(format!(
                 "app {n}: quarantine_initial_ms must be positive and at most quarantine_max_ms"
+            ));
+        }
+        if self.health_timeout_ms == 0 {
+            return Err(format!("app {n}: health_timeout_ms must be positive"));
+        }
+        if !is_origin_form(&self.health_path) {
+            return Err(format!(
+                "app {n}: health_path `{}` must start with `/` and hold only visible ASCII (no spaces, no `#`), at most {MAX_HEALTH_PATH} bytes",
+                self.health_path
             ));
         }
         for d in &self.domains {
@@ -134,6 +167,14 @@ impl AppSettings {
     }
 }
 
+/// A request target in origin form (RFC 9112 §3.2.1) that can go on a
+/// request line as is: `/`, then visible ASCII without `#`.
+fn is_origin_form(path: &str) -> bool {
+    path.starts_with('/')
+        && path.len() <= MAX_HEALTH_PATH
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
 /// `*.example.com` → `example.com`; `None` for anything else (including
 /// `*.com`: a wildcard needs two labels under it, and only one `*`, first).
 pub fn wildcard_suffix(host: &str) -> Option<&str> {
@@ -179,5 +220,19 @@ mod tests {
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("::1"));
         assert_eq!(normalize_host("a b"), None);
         assert_eq!(normalize_host(""), None);
+    }
+
+    #[test]
+    fn health_path_must_fit_on_a_request_line() {
+        for ok in ["/", "/healthz", "/status?full=1&x=%20"] {
+            assert!(is_origin_form(ok), "{ok}");
+        }
+        for bad in ["", "healthz", "/a b", "/a\r\nX: y", "/a#frag", "/\u{e9}"] {
+            assert!(!is_origin_form(bad), "{bad:?}");
+        }
+        assert!(!is_origin_form(&format!(
+            "/{}",
+            "a".repeat(MAX_HEALTH_PATH)
+        )));
     }
 }

@@ -21,7 +21,12 @@ fn balancer(n: u16, max: u32) -> Arc<Balancer> {
     let addrs: Vec<SocketAddr> = (0..n)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
         .collect();
-    Arc::new(Balancer::new(&addrs, max, 50, 1000, 8000))
+    let backoff = crate::sched::balance::Backoff {
+        initial_ms: 1000,
+        max_ms: 8000,
+        stable_ms: 10_000,
+    };
+    Arc::new(Balancer::new(&addrs, max, 50, backoff))
 }
 
 fn exchange(b: &Arc<Balancer>, downstream: Downstream, gzip_ok: bool, now: Instant) -> Exchange {

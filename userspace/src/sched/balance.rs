@@ -7,11 +7,18 @@
 //! module reads no clock.
 //!
 //! ```text
-//!  healthy ──refused/reset/cut──► quarantined(next_probe = now + backoff)
+//!  healthy ──refused/reset/cut──► quarantined(next_probe = now + delay)
 //!     ▲                                 │ probe due (mgmt/probe.rs)
-//!     └──────── probe succeeds ◄────────┤
-//!                                       └─ probe fails: backoff ×2 (capped)
+//!     └──── probe answered (HTTP) ◄─────┤
+//!                                       └─ probe fails: delay ×2 (capped)
+//!
+//!  delay when a quarantine starts (flap damping, [`Backoff::first_delay`]):
+//!    back in rotation for less than max(stable, last delay) → last delay ×2 (capped)
+//!    otherwise (or never quarantined before)               → initial
 //! ```
+//!
+//! Damping is evaluated lazily, when the next quarantine starts: a backend
+//! in rotation needs no timer to "earn" its reset.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,9 +35,15 @@ pub struct Backend {
     pub addr: SocketAddr,
     in_flight: AtomicU32,
     max_in_flight: u32,
-    /// 0 = healthy; otherwise the time (ms) the next probe is due.
+    /// 0 = healthy; [`CLAIMED`] while a quarantine is being set up;
+    /// otherwise the time (ms) the next probe is due.
     quarantined_until: AtomicU64,
+    /// Delay before the probe that is due (quarantined), or before the one
+    /// that last brought the backend back (in rotation).
     backoff_ms: AtomicU64,
+    /// When a probe last brought the backend back ([`NEVER`]: not since
+    /// the balancer was built).
+    back_since_ms: AtomicU64,
     /// A probe is under way (only one at a time).
     probing: AtomicBool,
     /// Draining: no new requests; in-flight ones finish.
@@ -50,6 +63,51 @@ impl Backend {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// `quarantined_until` while the one caller that won the quarantine writes
+/// its delay: counts as quarantined, never due.
+const CLAIMED: u64 = u64::MAX;
+/// `back_since_ms` of a backend that was never quarantined.
+const NEVER: u64 = u64::MAX;
+
+/// The quarantine backoff and its flap damping, as pure arithmetic over
+/// milliseconds (no clock: callers pass `now_ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first probe of a fresh quarantine.
+    pub initial_ms: u64,
+    /// Cap of the doubling.
+    pub max_ms: u64,
+    /// A backend back in rotation for at least this long (and at least its
+    /// last delay) starts its next quarantine at `initial_ms` again.
+    pub stable_ms: u64,
+}
+
+impl Backoff {
+    /// Delay before the next probe after a probe that followed `last_ms`
+    /// failed: doubled, within `[initial_ms, max_ms]`.
+    pub fn after_failed_probe(&self, last_ms: u64) -> u64 {
+        last_ms
+            .saturating_mul(2)
+            .min(self.max_ms)
+            .max(self.initial_ms)
+    }
+
+    /// Delay before the first probe of a quarantine starting at `now_ms`.
+    /// `last_ms` is the delay before the probe that brought the backend
+    /// back at `back_since_ms` (`None`: it was never quarantined). A
+    /// backend quarantined again before it proved stable — in rotation for
+    /// less than `max(stable_ms, last_ms)` — is flapping: its backoff goes
+    /// on doubling from where it was instead of starting over.
+    pub fn first_delay(&self, last_ms: u64, back_since_ms: Option<u64>, now_ms: u64) -> u64 {
+        match back_since_ms {
+            Some(since) if now_ms.saturating_sub(since) < self.stable_ms.max(last_ms) => {
+                self.after_failed_probe(last_ms)
+            }
+            _ => self.initial_ms,
+        }
     }
 }
 
@@ -80,8 +138,7 @@ pub struct Balancer {
     next: AtomicUsize,
     /// Requests waiting for a slot, app-wide (every reactor).
     queue: Queue,
-    quarantine_initial_ms: u64,
-    quarantine_max_ms: u64,
+    backoff: Backoff,
 }
 
 impl Balancer {
@@ -89,8 +146,7 @@ impl Balancer {
         addrs: &[SocketAddr],
         max_in_flight: u32,
         queue_per_backend: u32,
-        quarantine_initial_ms: u64,
-        quarantine_max_ms: u64,
+        backoff: Backoff,
     ) -> Balancer {
         Balancer {
             backends: addrs
@@ -100,7 +156,8 @@ impl Balancer {
                     in_flight: AtomicU32::new(0),
                     max_in_flight,
                     quarantined_until: AtomicU64::new(0),
-                    backoff_ms: AtomicU64::new(quarantine_initial_ms),
+                    backoff_ms: AtomicU64::new(backoff.initial_ms),
+                    back_since_ms: AtomicU64::new(NEVER),
                     probing: AtomicBool::new(false),
                     draining: AtomicBool::new(false),
                     probes: AtomicU64::new(0),
@@ -108,8 +165,7 @@ impl Balancer {
                 .collect(),
             next: AtomicUsize::new(0),
             queue: Queue::new(queue_per_backend.saturating_mul(addrs.len() as u32)),
-            quarantine_initial_ms,
-            quarantine_max_ms,
+            backoff,
         }
     }
 
@@ -252,16 +308,31 @@ impl Balancer {
     }
 
     /// The backend refused, reset or cut a connection: out of rotation until
-    /// a probe succeeds. A backend already in quarantine keeps its schedule.
+    /// a probe gets an answer. A backend already in quarantine keeps its
+    /// schedule; one quarantined again soon after it came back keeps its
+    /// backoff ([`Backoff::first_delay`]).
     pub fn quarantine(&self, id: BackendId, now_ms: u64) {
-        if let Some(b) = self.backends.get(id.0) {
-            let due = now_ms
-                .saturating_add(b.backoff_ms.load(Ordering::Relaxed))
-                .max(1);
-            let _ =
-                b.quarantined_until
-                    .compare_exchange(0, due, Ordering::AcqRel, Ordering::Relaxed);
+        let Some(b) = self.backends.get(id.0) else {
+            return;
+        };
+        // Claim first, so that of several reactors reporting the same
+        // backend only one computes and writes the delay; the prober reads
+        // it only after the due time below is published (Release/Acquire).
+        if b.quarantined_until
+            .compare_exchange(0, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
         }
+        let since = b.back_since_ms.load(Ordering::Relaxed);
+        let delay = self.backoff.first_delay(
+            b.backoff_ms.load(Ordering::Relaxed),
+            (since != NEVER).then_some(since),
+            now_ms,
+        );
+        b.backoff_ms.store(delay, Ordering::Relaxed);
+        b.quarantined_until
+            .store(due_at(now_ms, delay), Ordering::Release);
     }
 
     /// Quarantined backends whose probe is due now; marks them as being
@@ -289,23 +360,22 @@ impl Balancer {
         };
         b.probes.fetch_add(1, Ordering::Relaxed);
         if ok {
-            b.backoff_ms
-                .store(self.quarantine_initial_ms, Ordering::Relaxed);
+            // The delay stays: a quarantine soon after this continues from it.
+            b.back_since_ms.store(now_ms, Ordering::Relaxed);
             b.quarantined_until.store(0, Ordering::Release);
         } else {
-            let next = b
-                .backoff_ms
-                .load(Ordering::Relaxed)
-                .saturating_mul(2)
-                .min(self.quarantine_max_ms);
+            let next = self
+                .backoff
+                .after_failed_probe(b.backoff_ms.load(Ordering::Relaxed));
             b.backoff_ms.store(next, Ordering::Relaxed);
             b.quarantined_until
-                .store(now_ms.saturating_add(next).max(1), Ordering::Release);
+                .store(due_at(now_ms, next), Ordering::Release);
         }
         b.probing.store(false, Ordering::Release);
     }
 
-    /// Delay before the next probe of a quarantined backend (tests, metrics).
+    /// Delay before the next probe of a quarantined backend, or before the
+    /// probe that last brought a healthy one back (tests, logs).
     pub fn backoff_ms(&self, id: BackendId) -> Option<u64> {
         self.backends
             .get(id.0)
@@ -313,9 +383,23 @@ impl Balancer {
     }
 }
 
+/// When a probe `delay_ms` after `now_ms` is due: never 0 (healthy) nor
+/// [`CLAIMED`].
+fn due_at(now_ms: u64, delay_ms: u64) -> u64 {
+    now_ms.saturating_add(delay_ms).clamp(1, CLAIMED - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backoff(initial_ms: u64, max_ms: u64) -> Backoff {
+        Backoff {
+            initial_ms,
+            max_ms,
+            stable_ms: 10_000,
+        }
+    }
 
     fn addrs(n: u16) -> Vec<SocketAddr> {
         (0..n)
@@ -325,7 +409,7 @@ mod tests {
 
     #[test]
     fn strict_round_robin() {
-        let b = Balancer::new(&addrs(3), 10, 50, 1000, 8000);
+        let b = Balancer::new(&addrs(3), 10, 50, backoff(1000, 8000));
         let picks: Vec<_> = (0..6)
             .map(|_| match b.pick(&[]) {
                 Pick::Backend(id) => id.0,
@@ -337,7 +421,7 @@ mod tests {
 
     #[test]
     fn full_backends_mean_busy_then_release_frees() {
-        let b = Balancer::new(&addrs(2), 1, 50, 1000, 8000);
+        let b = Balancer::new(&addrs(2), 1, 50, backoff(1000, 8000));
         let Pick::Backend(a) = b.pick(&[]) else {
             panic!()
         };
@@ -352,7 +436,7 @@ mod tests {
 
     #[test]
     fn queue_capacity_is_per_backend() {
-        let b = Balancer::new(&addrs(2), 1, 50, 1000, 8000);
+        let b = Balancer::new(&addrs(2), 1, 50, backoff(1000, 8000));
         assert_eq!(b.queue_capacity(), 100);
         let tickets: Vec<_> = (0..100).map(|i| b.enqueue(0, i).expect("room")).collect();
         assert!(b.enqueue(0, 100).is_none());
@@ -362,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_freed_slot_goes_to_the_oldest_waiter_whatever_its_reactor() {
-        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, 1000, 8000));
+        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, backoff(1000, 8000)));
         let Pick::Backend(id) = b.pick(&[]) else {
             panic!()
         };
@@ -380,7 +464,7 @@ mod tests {
 
     #[test]
     fn waiters_get_an_empty_grant_when_every_backend_is_down() {
-        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, 1000, 8000));
+        let b = Arc::new(Balancer::new(&addrs(1), 1, 50, backoff(1000, 8000)));
         let Pick::Backend(id) = b.pick(&[]) else {
             panic!()
         };
@@ -395,7 +479,7 @@ mod tests {
 
     #[test]
     fn quarantine_skips_and_probes_back_with_backoff() {
-        let b = Balancer::new(&addrs(2), 10, 50, 1000, 4000);
+        let b = Balancer::new(&addrs(2), 10, 50, backoff(1000, 4000));
         b.quarantine(BackendId(0), 100);
         for _ in 0..4 {
             assert_eq!(b.pick(&[]), Pick::Backend(BackendId(1)));
@@ -415,13 +499,126 @@ mod tests {
         let due = b.due_probes(11100);
         b.probe_result(due[0], true, 11100);
         assert!(!b.backends()[0].is_quarantined());
+        // In rotation longer than the stable window: the next quarantine
+        // starts again at the initial delay.
+        b.quarantine(BackendId(0), 21100);
         assert_eq!(b.backoff_ms(BackendId(0)), Some(1000), "backoff reset");
+        assert!(b.due_probes(22099).is_empty());
+        assert_eq!(b.due_probes(22100), vec![BackendId(0)]);
+    }
+
+    #[test]
+    fn failed_probes_double_the_delay_up_to_the_cap() {
+        let d = backoff(1000, 8000);
+        let mut delays = vec![d.initial_ms];
+        for _ in 0..5 {
+            delays.push(d.after_failed_probe(*delays.last().unwrap_or(&0)));
+        }
+        assert_eq!(delays, [1000, 2000, 4000, 8000, 8000, 8000]);
+        assert_eq!(
+            d.after_failed_probe(0),
+            1000,
+            "never below the initial delay"
+        );
+        assert_eq!(d.after_failed_probe(u64::MAX), 8000, "no overflow");
+    }
+
+    #[test]
+    fn a_first_quarantine_starts_at_the_initial_delay() {
+        let d = backoff(1000, 8000);
+        assert_eq!(d.first_delay(1000, None, 0), 1000);
+        assert_eq!(d.first_delay(4000, None, 5), 1000);
+    }
+
+    #[test]
+    fn quarantined_again_soon_after_coming_back_continues_the_backoff() {
+        let d = Backoff {
+            initial_ms: 1000,
+            max_ms: 16_000,
+            stable_ms: 5000,
+        };
+        // Back at t=10 s after a 2 s wait; cut again within the window.
+        assert_eq!(d.first_delay(2000, Some(10_000), 10_050), 4000);
+        assert_eq!(d.first_delay(2000, Some(10_000), 14_999), 4000);
+        // Stable for the whole window: start over.
+        assert_eq!(d.first_delay(2000, Some(10_000), 15_000), 1000);
+        // Capped like failed probes.
+        assert_eq!(d.first_delay(16_000, Some(0), 1), 16_000);
+    }
+
+    #[test]
+    fn the_stable_window_is_at_least_the_last_delay() {
+        let d = Backoff {
+            initial_ms: 1000,
+            max_ms: 30_000,
+            stable_ms: 5000,
+        };
+        // Out for 16 s, in for 10 s: not yet proven stable.
+        assert_eq!(d.first_delay(16_000, Some(0), 10_000), 30_000);
+        assert_eq!(d.first_delay(16_000, Some(0), 16_000), 1000);
+        // With no stable window only the last delay counts.
+        let d = Backoff { stable_ms: 0, ..d };
+        assert_eq!(d.first_delay(1000, Some(0), 999), 2000);
+        assert_eq!(d.first_delay(1000, Some(0), 1000), 1000);
+    }
+
+    #[test]
+    fn a_flapping_backend_is_probed_ever_later_on_a_fake_clock() {
+        // Answers every probe, then is cut 50 ms after coming back.
+        let b = Balancer::new(
+            &addrs(1),
+            10,
+            50,
+            Backoff {
+                initial_ms: 200,
+                max_ms: 1600,
+                stable_ms: 1000,
+            },
+        );
+        let id = BackendId(0);
+        let mut now = 0;
+        b.quarantine(id, now);
+        let mut intervals = Vec::new();
+        for _ in 0..6 {
+            let quarantined_at = now;
+            while b.due_probes(now).is_empty() {
+                now += 10;
+            }
+            intervals.push(now - quarantined_at);
+            b.probe_result(id, true, now);
+            assert_eq!(b.pick(&[]), Pick::Backend(id), "back in rotation");
+            b.release(id);
+            now += 50;
+            b.quarantine(id, now);
+        }
+        assert_eq!(intervals, [200, 400, 800, 1600, 1600, 1600]);
+        // Then it stays healthy past the window: the next quarantine is short.
+        let due = b.due_probes(now + 1600);
+        b.probe_result(due[0], true, now + 1600);
+        now += 1600 + 1600;
+        b.quarantine(id, now);
+        assert_eq!(b.backoff_ms(id), Some(200));
+    }
+
+    #[test]
+    fn a_backend_is_quarantined_once_by_concurrent_reports() {
+        let b = Balancer::new(&addrs(1), 10, 50, backoff(1000, 8000));
+        let id = BackendId(0);
+        b.quarantine(id, 0);
+        let due = b.due_probes(1000);
+        b.probe_result(due[0], true, 1000);
+        // Two reactors report the same cut: the backoff doubles once.
+        b.quarantine(id, 1010);
+        b.quarantine(id, 1011);
+        assert_eq!(b.backoff_ms(id), Some(2000));
+        assert!(b.due_probes(3009).is_empty());
+        assert_eq!(b.due_probes(3010), vec![id]);
     }
 
     #[test]
     fn draining_backends_get_no_new_requests() {
         let a = addrs(2);
-        let b = Balancer::new(&a, 10, 50, 1000, 4000);
+        let b = Balancer::new(&a, 10, 50, backoff(1000, 4000));
         assert!(b.set_draining(a[0], true));
         for _ in 0..4 {
             assert_eq!(b.pick(&[]), Pick::Backend(BackendId(1)));
@@ -433,7 +630,7 @@ mod tests {
 
     #[test]
     fn all_quarantined_is_all_down_and_avoid_is_respected() {
-        let b = Balancer::new(&addrs(2), 10, 50, 1000, 4000);
+        let b = Balancer::new(&addrs(2), 10, 50, backoff(1000, 4000));
         assert_eq!(b.pick(&[BackendId(0), BackendId(1)]), Pick::AllDown);
         b.quarantine(BackendId(0), 0);
         b.quarantine(BackendId(1), 0);

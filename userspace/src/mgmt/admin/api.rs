@@ -595,6 +595,9 @@ fn app_json(m: &Manager, a: &AppSettings) -> Value {
             "hsts_max_age": a.hsts_max_age,
             "quarantine_initial_ms": a.quarantine_initial_ms,
             "quarantine_max_ms": a.quarantine_max_ms,
+            "quarantine_stable_ms": a.quarantine_stable_ms,
+            "health_path": a.health_path,
+            "health_timeout_ms": a.health_timeout_ms,
         },
     })
 }
