@@ -536,7 +536,14 @@ impl Reactor {
         loop {
             if s.stash.is_empty() && !s.body_done {
                 let room = h.conn.send_capacity(sid).min(HIGH_WATER);
-                if room == 0 || (u.rbuf.is_empty() && !u.eof) {
+                if u.rbuf.is_empty() && !u.eof {
+                    break;
+                }
+                if room == 0 {
+                    // Out of window before the first byte: be woken when it
+                    // opens, and stop reading this backend meanwhile.
+                    h.conn.want_capacity(sid);
+                    u.read_paused = true;
                     break;
                 }
                 match pump(dec, out, &u.rbuf, u.eof, &mut s.stash, room) {

@@ -149,6 +149,17 @@ impl ServerConn {
         }
     }
 
+    /// The proxy has response bytes for `stream` but `send_capacity` is 0:
+    /// a `CapacityAvailable` follows when the windows open (as after a
+    /// partial `send_data`).
+    pub fn want_capacity(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream)
+            && s.send == SendState::Body
+        {
+            s.blocked = true;
+        }
+    }
+
     /// The proxy forwarded `n` request-body octets of `stream`: credit them
     /// back to the client (WINDOW_UPDATE on the stream and the connection,
     /// sent by the next `poll_output`). Nothing is ever credited otherwise,
