@@ -139,7 +139,8 @@ impl Node {
     fn start(backend: SocketAddr, limits: &str) -> Node {
         let port = free_port();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let dir = std::env::temp_dir().join(format!("portier-h2conf-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("portier-h2conf-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
         let pem = portier::tls::self_signed_pem(&[HOST.to_string()]).expect("cert");
         std::fs::write(dir.join("certs/default.pem"), pem).expect("cert");
@@ -248,7 +249,10 @@ fn the_suite_can_fail() {
     // need a certificate; a closed port is enough): every case fails.
     let port = free_port();
     let out = Command::new("/usr/bin/python3")
-        .arg(format!("{}/tests/h2/conformance.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!(
+            "{}/tests/h2/conformance.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .args([&port.to_string(), HOST, "6.9", "hpack/5.2"])
         .output()
         .expect("python3");
@@ -272,14 +276,21 @@ fn http2_bomb_streams_pinned_by_a_zero_window_are_reaped() {
     let backend = RecordingBackend::start();
     let node = Node::start(backend.addr, "h2_stall_timeout_ms = 2000");
     // Warm up (TLS, pools) before measuring.
-    let _ = python("attacks.py", &[node.port.to_string(), HOST.to_string(), "hpack_bomb".into()]);
+    let _ = python(
+        "attacks.py",
+        &[node.port.to_string(), HOST.to_string(), "hpack_bomb".into()],
+    );
     let before = node.rss_kib();
     let t0 = Instant::now();
     let port = node.port;
     let attacker = std::thread::spawn(move || {
         python(
             "attacks.py",
-            &[port.to_string(), HOST.to_string(), "zero_window_bomb".into()],
+            &[
+                port.to_string(),
+                HOST.to_string(),
+                "zero_window_bomb".into(),
+            ],
         )
     });
     // Sample RSS while the streams are pinned.
@@ -293,7 +304,10 @@ fn http2_bomb_streams_pinned_by_a_zero_window_are_reaped() {
     eprintln!("bomb: {r} rss before {before} KiB, peak {peak} KiB");
     assert_eq!(r["responses"], 100, "every stream got its headers: {r}");
     assert_eq!(r["data_octets"], 0, "nothing beyond the zero window: {r}");
-    assert_eq!(r["cancelled"], 100, "every stalled stream reset (CANCEL): {r}");
+    assert_eq!(
+        r["cancelled"], 100,
+        "every stalled stream reset (CANCEL): {r}"
+    );
     let reaped_after = r["reaped_after"].as_f64().expect("reaped_after");
     assert!(
         (2.0..=4.5).contains(&reaped_after),
@@ -309,7 +323,10 @@ fn http2_bomb_streams_pinned_by_a_zero_window_are_reaped() {
     );
     // The backend connections the streams held are free: a new request is
     // served at once.
-    let out = python("attacks.py", &[node.port.to_string(), HOST.to_string(), "hpack_bomb".into()]);
+    let out = python(
+        "attacks.py",
+        &[node.port.to_string(), HOST.to_string(), "hpack_bomb".into()],
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["statuses"]["1"], "200", "{v}");
     assert!(node.rss_kib() <= peak + 1024);

@@ -334,7 +334,11 @@ fn check_huffman_padding(raw: &[u8], decoded: &[u8]) -> Result<(), HpackError> {
     let table = &httlib_huffman::encoder::table::ENCODE_TABLE;
     let code_bits: usize = decoded
         .iter()
-        .map(|&b| table.get(usize::from(b)).map_or(0, |&(len, _)| usize::from(len)))
+        .map(|&b| {
+            table
+                .get(usize::from(b))
+                .map_or(0, |&(len, _)| usize::from(len))
+        })
         .sum();
     let pad = (raw.len() * 8)
         .checked_sub(code_bits)
@@ -574,7 +578,12 @@ mod tests {
             Err(HpackError::PeerHuffman)
         );
         // Whatever our encoder pads (0 to 7 ones) decodes.
-        for s in [&b"www.example.com"[..], b"no-cache", b"custom-value", b"\xff\x00~"] {
+        for s in [
+            &b"www.example.com"[..],
+            b"no-cache",
+            b"custom-value",
+            b"\xff\x00~",
+        ] {
             let mut enc = Vec::new();
             httlib_huffman::encode(s, &mut enc).unwrap();
             let got = decode_all(&mut d, &huffman_value(&enc)).unwrap();

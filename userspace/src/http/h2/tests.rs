@@ -1004,7 +1004,10 @@ fn malformed_request_is_a_stream_error_and_never_a_request() {
     c.data(1, b"body", false);
     assert!(c.events().is_empty());
     let out = c.output();
-    assert!(out.iter().all(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0));
+    assert!(
+        out.iter()
+            .all(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0)
+    );
     // The connection goes on.
     c.get(3);
     assert_eq!(request_of(&c.events()).path, "/");
@@ -1107,7 +1110,13 @@ fn a_body_reaching_its_content_length_is_held_until_end_stream() {
     c.post(1, &[("content-length", "6")]);
     c.events();
     c.data(1, b"abc", false);
-    assert!(matches!(&c.events()[..], [Event::Data { end_stream: false, .. }]));
+    assert!(matches!(
+        &c.events()[..],
+        [Event::Data {
+            end_stream: false,
+            ..
+        }]
+    ));
     c.data(1, b"def", false);
     assert!(c.events().is_empty(), "the last DATA waits for END_STREAM");
     assert!(c.conn.buffered_bytes() >= 3);
@@ -1167,13 +1176,19 @@ fn content_length_zero_is_held_until_end_stream() {
     c.headers(5, &[("x-t", "1")], true);
     assert!(matches!(
         &c.events()[..],
-        [Event::Request { end_stream: true, .. }]
+        [Event::Request {
+            end_stream: true,
+            ..
+        }]
     ));
     // With END_STREAM on the HEADERS it goes out at once.
     c.headers(7, &[&GET[..], &[("content-length", "0")]].concat(), true);
     assert!(matches!(
         &c.events()[..],
-        [Event::Request { end_stream: true, .. }]
+        [Event::Request {
+            end_stream: true,
+            ..
+        }]
     ));
 }
 
@@ -1537,7 +1552,12 @@ fn header_list_size_counts_32_octets_per_field() {
     // Literal with incremental indexing of "x": "" once, then index 62.
     block.extend([0x40, 0x01, b'x', 0x00]);
     block.extend(std::iter::repeat_n(0x80 | 62, 999));
-    c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &block);
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
     assert_eq!(
         c.events(),
         vec![Event::Rejected {
@@ -1548,7 +1568,12 @@ fn header_list_size_counts_32_octets_per_field() {
     // 900 of them (29,700 + the pseudo-headers) fit.
     let mut block = lit_block(&GET);
     block.extend(std::iter::repeat_n(0x80 | 62, 900));
-    c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &block);
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &block,
+    );
     assert_eq!(request_of(&c.events()).headers.len(), 900);
 }
 
@@ -1558,7 +1583,12 @@ fn fields_per_request_are_capped() {
     let mut block = lit_block(&GET);
     block.extend([0x40, 0x01, b'x', 0x01, b'y']);
     block.extend(std::iter::repeat_n(0x80 | 62, 100));
-    c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &block);
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
     assert_eq!(
         c.events(),
         vec![Event::Rejected {
@@ -1568,7 +1598,12 @@ fn fields_per_request_are_capped() {
     );
     let mut block = lit_block(&GET);
     block.extend(std::iter::repeat_n(0x80 | 62, 100));
-    c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &block);
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &block,
+    );
     assert_eq!(request_of(&c.events()).headers.len(), 100);
 }
 
@@ -1609,7 +1644,12 @@ fn bomb_client(stall: Duration) -> Client {
     hpack::encode_str(&mut block, b"x-bomb");
     hpack::encode_int(&mut block, 4000, 7, 0);
     block.extend(std::iter::repeat_n(b'b', 4000));
-    c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &block);
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
     c.events();
     c.conn.send_headers(StreamId(1), 200, &[], true).unwrap();
     c.output();
@@ -1621,7 +1661,12 @@ fn bomb_streams(c: &mut Client, ids: impl Iterator<Item = u32>) {
         // 7 one-octet references: 28 KB of fields from 7 octets.
         let mut block = lit_block(&GET);
         block.extend(std::iter::repeat_n(0x80 | 62, 7));
-        c.frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, id, &block);
+        c.frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &block,
+        );
         let ev = c.events();
         assert_eq!(request_of(&ev).headers.len(), 7);
         // The proxy answers; nothing of the body can be sent.
