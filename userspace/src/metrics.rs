@@ -22,6 +22,8 @@ pub struct ReactorCounters {
     pub http1_requests: AtomicU64,
     pub http2_requests: AtomicU64,
     pub http2_streams_reset: AtomicU64,
+    /// HTTP/2 streams reset because their send window stayed shut.
+    pub http2_streams_stalled: AtomicU64,
     pub http2_goaways: AtomicU64,
     /// Latency histogram (cumulative on render), plus sum in microseconds.
     pub latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -91,6 +93,16 @@ pub fn render_reactor_counters(control: &Control, out: &mut String) {
         out,
         "portier_http2_streams_reset_total {}",
         sum(control, |c| load(&c.http2_streams_reset))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portier_http2_streams_stalled_total HTTP/2 streams reset because the client kept their send window shut past limits.h2_stall_timeout_ms."
+    );
+    let _ = writeln!(out, "# TYPE portier_http2_streams_stalled_total counter");
+    let _ = writeln!(
+        out,
+        "portier_http2_streams_stalled_total {}",
+        sum(control, |c| load(&c.http2_streams_stalled))
     );
     let _ = writeln!(
         out,

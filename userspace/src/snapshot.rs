@@ -83,6 +83,8 @@ pub struct Timeouts {
     pub read: Duration,
     pub tunnel_idle: Duration,
     pub queue: Duration,
+    /// HTTP/2 response stream stalled on a zero send window.
+    pub h2_stall: Duration,
 }
 
 /// An app's place in `Snapshot::apps` (valid for that snapshot only).
@@ -201,6 +203,7 @@ impl Snapshot {
                 read: Duration::from_millis(l.read_timeout_ms),
                 tunnel_idle: Duration::from_millis(l.tunnel_idle_timeout_ms),
                 queue: Duration::from_millis(l.queue_timeout_ms),
+                h2_stall: Duration::from_millis(l.h2_stall_timeout_ms),
             },
             error_header: config.server.error_header.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),

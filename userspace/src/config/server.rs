@@ -80,6 +80,9 @@ pub struct LimitSettings {
     pub tunnel_idle_timeout_ms: u64,
     /// A queued request waits at most this long for a backend (→ 503).
     pub queue_timeout_ms: u64,
+    /// An HTTP/2 response stream whose send window (stream or connection)
+    /// stays at zero this long is reset (CANCEL) and its buffers freed.
+    pub h2_stall_timeout_ms: u64,
 }
 
 impl Default for LimitSettings {
@@ -96,6 +99,7 @@ impl Default for LimitSettings {
             read_timeout_ms: 60_000,
             tunnel_idle_timeout_ms: 60_000,
             queue_timeout_ms: 30_000,
+            h2_stall_timeout_ms: 30_000,
         }
     }
 }
@@ -113,6 +117,7 @@ impl LimitSettings {
             ("read_timeout_ms", self.read_timeout_ms),
             ("tunnel_idle_timeout_ms", self.tunnel_idle_timeout_ms),
             ("queue_timeout_ms", self.queue_timeout_ms),
+            ("h2_stall_timeout_ms", self.h2_stall_timeout_ms),
         ] {
             if v == 0 {
                 return Err(format!("limits.{name} must be positive"));

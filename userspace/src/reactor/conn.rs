@@ -116,7 +116,10 @@ impl Client {
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
             ClientState::H1(h) => h.conn.next_deadline(),
-            ClientState::H2(h) => h.idle,
+            ClientState::H2(h) => match (h.idle, h.conn.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 

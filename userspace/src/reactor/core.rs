@@ -445,7 +445,10 @@ impl Reactor {
                     }
                     None => {}
                 },
-                ClientState::H2(_) => self.h2_idle_timeout(token),
+                ClientState::H2(_) => {
+                    self.h2_timeout(token);
+                    self.h2_idle_timeout(token);
+                }
             },
             // The carried exchange's timers first (connect, response);
             // then idle in the pool, or a silent tunnel: either way it ends.

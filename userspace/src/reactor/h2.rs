@@ -34,8 +34,12 @@ impl Reactor {
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
+        let settings = H2Settings {
+            stall_timeout: self.snapshot.timeouts.h2_stall,
+            ..H2Settings::default()
+        };
         c.state = ClientState::H2(Box::new(H2Client {
-            conn: ServerConn::new(H2Settings::default(), limits),
+            conn: ServerConn::new(settings, limits),
             streams: HashMap::new(),
             idle: Some(at),
         }));
@@ -63,6 +67,33 @@ impl Reactor {
         } else {
             h.idle = Some(now + keepalive);
         }
+    }
+
+    /// The connection machine's own timer (the stall sweep): reaped
+    /// streams come out as `StreamReset` events and free their exchanges.
+    pub(super) fn h2_timeout(&mut self, token: Token) {
+        let now = self.now;
+        let Some(h) = self.h2_client(token) else {
+            return;
+        };
+        h.conn.handle_timeout(now);
+        let mut events = Vec::new();
+        while let Some(ev) = h.conn.poll_event() {
+            events.push(ev);
+        }
+        for ev in events {
+            if let Event::StreamReset {
+                code: ErrorCode::CANCEL,
+                by_peer: false,
+                ..
+            } = ev
+                && let Some(c) = self.counters()
+            {
+                c.http2_streams_stalled.fetch_add(1, Ordering::Relaxed);
+            }
+            self.h2_event(token, ev);
+        }
+        self.h2_flush(token);
     }
 
     /// Feed buffered bytes to the connection machine and act on its events.
@@ -118,6 +149,8 @@ impl Reactor {
             c.closing = true;
         }
         self.client_flush(token);
+        // The machine may have armed its timer (a new stream).
+        self.schedule_conn(token);
     }
 
     fn h2_event(&mut self, token: Token, ev: Event) {
@@ -503,7 +536,14 @@ impl Reactor {
         loop {
             if s.stash.is_empty() && !s.body_done {
                 let room = h.conn.send_capacity(sid).min(HIGH_WATER);
-                if room == 0 || (u.rbuf.is_empty() && !u.eof) {
+                if u.rbuf.is_empty() && !u.eof {
+                    break;
+                }
+                if room == 0 {
+                    // Out of window before the first byte: be woken when it
+                    // opens, and stop reading this backend meanwhile.
+                    h.conn.want_capacity(sid);
+                    u.read_paused = true;
                     break;
                 }
                 match pump(dec, out, &u.rbuf, u.eof, &mut s.stash, room) {

@@ -37,6 +37,7 @@ class Conn:
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.buf = b""
+        self.times = []
         self.s.sendall(PREFACE + frame(SETTINGS, 0, 0))
 
     def send(self, data):
@@ -67,9 +68,11 @@ class Conn:
                 continue
             except (ssl.SSLError, OSError):
                 out.append(("closed", 0, 0, b""))
+                self.times.append(time.time())
                 break
             if not chunk:
                 out.append(("closed", 0, 0, b""))
+                self.times.append(time.time())
                 break
             self.buf += chunk
             while len(self.buf) >= 9:
@@ -81,6 +84,7 @@ class Conn:
                 payload = self.buf[9 : 9 + length]
                 self.buf = self.buf[9 + length :]
                 out.append((ftype, flags, stream, payload))
+                self.times.append(time.time())
                 if ftype == SETTINGS and not flags & ACK:
                     self.send(frame(SETTINGS, ACK, 0))
         return out
@@ -230,6 +234,34 @@ def main():
         frames = c.read_frames(5)
         result = summary(frames)
         result["fields"] = {str(k): v for k, v in fields_by_stream(c, frames).items()}
+    elif attack == "zero_window_bomb":
+        # The "HTTP/2 bomb" (CVE-2026-49975): a 4 KB field put in the HPACK
+        # table once, referenced 7 times by each of 100 streams (28 KB of
+        # fields from 7 octets), each asking for 1 MB, with a send window of
+        # 0 that is never opened. The server must reset them (CANCEL) once
+        # limits.h2_stall_timeout_ms has passed.
+        c.send(frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 0)))
+
+        def literals(fields):
+            out = b""
+            for n, v in fields:
+                n, v = n.encode(), v.encode()
+                out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+            return out
+
+        pseudo = literals([(":method", "GET"), (":scheme", "https"), (":authority", authority),
+                           (":path", "/bytes/1000000")])
+        entry = b"\x40\x06x-bomb\x7f" + bytes([(4000 - 127) & 0x7F | 0x80, (4000 - 127) >> 7]) + b"b" * 4000
+        t0 = time.time()
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, pseudo + entry))
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, 1 + 2 * i, pseudo + b"\xbe" * 7)
+                        for i in range(1, 100)))
+        frames = c.read_frames(6)
+        result = summary(frames)
+        cancels = [f for f in frames if f[0] == RST_STREAM and int.from_bytes(f[3][:4], "big") == CANCEL]
+        result["cancelled"] = len(cancels)
+        result["data_octets"] = sum(len(f[3]) for f in frames if f[0] == DATA)
+        result["reaped_after"] = (c.times[frames.index(cancels[-1])] - t0) if cancels else None
     else:
         raise SystemExit(f"unknown attack {attack}")
     print(json.dumps(result))

@@ -108,6 +108,8 @@ pub struct ServerConn {
     free_window_updates: u32,
     events: VecDeque<Event>,
     budget: Budget,
+    /// Next stall sweep (see `flow.rs`); armed while streams exist.
+    sweep_at: Option<Instant>,
 }
 impl ServerConn {
     /// A connection that has sent nothing yet; our SETTINGS and the
@@ -167,6 +169,7 @@ impl ServerConn {
                 s.max_control_frames_per_window,
                 s.max_empty_data_frames_per_window,
             ),
+            sweep_at: None,
         }
     }
 
@@ -330,5 +333,42 @@ impl ServerConn {
     /// Streams currently open (any non-closed state).
     pub fn active_streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Octets this connection buffers itself: queued output, a header
+    /// block waiting for END_HEADERS, held request steps, and the HPACK
+    /// table. What the proxy holds per stream is freed when the stream
+    /// ends, is reset, or is reaped by the stall sweep.
+    pub fn buffered_bytes(&self) -> usize {
+        let held = self
+            .streams
+            .values()
+            .filter_map(|s| s.held.as_deref())
+            .map(|e| match e {
+                Event::Data { data, .. } => data.len(),
+                Event::Request { head, .. } => {
+                    head.headers
+                        .iter()
+                        .map(|(n, v)| n.len() + v.len())
+                        .sum::<usize>()
+                        + head.path.len()
+                        + head.authority.len()
+                }
+                _ => 0,
+            })
+            .sum::<usize>();
+        self.out.len()
+            + self.block.as_ref().map_or(0, |b| b.buf.len())
+            + held
+            + self.decoder.table_size()
+    }
+
+    /// When [`ServerConn::handle_timeout`] wants to be called (the stall
+    /// sweep), if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            ConnState::Failed(_) => None,
+            _ => self.sweep_at,
+        }
     }
 }

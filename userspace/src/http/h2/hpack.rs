@@ -321,7 +321,37 @@ fn decode_str(buf: &[u8]) -> Result<(Str<'_>, usize), HpackError> {
     let mut out = Vec::with_capacity(raw.len() * 8 / 5 + 1);
     httlib_huffman::decode(raw, &mut out, httlib_huffman::DecoderSpeed::FiveBits)
         .map_err(|_| HpackError::PeerHuffman)?;
+    check_huffman_padding(raw, &out)?;
     Ok((Str::Owned(out), end))
+}
+
+/// RFC 7541 §5.2: the padding after the last code is shorter than 8 bits
+/// and is the most significant bits of EOS (all ones); anything else is a
+/// decoding error. `httlib-huffman` lets zero bits through as padding, so
+/// the padding is measured here: the octets decoded determine how many
+/// bits their codes took, and what is left of `raw` is the padding.
+fn check_huffman_padding(raw: &[u8], decoded: &[u8]) -> Result<(), HpackError> {
+    let table = &httlib_huffman::encoder::table::ENCODE_TABLE;
+    let code_bits: usize = decoded
+        .iter()
+        .map(|&b| {
+            table
+                .get(usize::from(b))
+                .map_or(0, |&(len, _)| usize::from(len))
+        })
+        .sum();
+    let pad = (raw.len() * 8)
+        .checked_sub(code_bits)
+        .ok_or(HpackError::PeerHuffman)?;
+    if pad >= 8 {
+        return Err(HpackError::PeerHuffman);
+    }
+    let mask = (1u16 << pad) as u8 - 1;
+    match raw.last() {
+        _ if pad == 0 => Ok(()),
+        Some(&last) if last & mask == mask => Ok(()),
+        _ => Err(HpackError::PeerHuffman),
+    }
 }
 
 /// Append a prefixed integer (RFC 7541 §5.1); `high` holds the
@@ -509,6 +539,56 @@ mod tests {
             decode_all(&mut d, &[0x00, 0x81, 0xff, 0x00]),
             Err(HpackError::PeerHuffman)
         );
+    }
+
+    /// A literal without indexing, new name "a", Huffman value `value`.
+    fn huffman_value(value: &[u8]) -> Vec<u8> {
+        let mut b = vec![0x00, 0x01, b'a'];
+        encode_int(&mut b, value.len(), 7, 0x80);
+        b.extend_from_slice(value);
+        b
+    }
+
+    #[test]
+    fn huffman_padding_must_be_short_and_eos_prefix() {
+        // "a" = 00011 (5 bits): valid with 3 one-bits of padding.
+        let mut d = Decoder::new(4096);
+        assert_eq!(
+            decode_all(&mut d, &huffman_value(&[0b0001_1111])).unwrap(),
+            vec![pair("a", "a")]
+        );
+        // Padding of zeros is not the EOS prefix (RFC 7541 §5.2).
+        assert_eq!(
+            decode_all(&mut d, &huffman_value(&[0b0001_1000])),
+            Err(HpackError::PeerHuffman)
+        );
+        // Mixed padding.
+        assert_eq!(
+            decode_all(&mut d, &huffman_value(&[0b0001_1101])),
+            Err(HpackError::PeerHuffman)
+        );
+        // "a" then 11 bits of ones: padding longer than 7 bits.
+        assert_eq!(
+            decode_all(&mut d, &huffman_value(&[0b0001_1111, 0xff])),
+            Err(HpackError::PeerHuffman)
+        );
+        // A whole octet of ones alone.
+        assert_eq!(
+            decode_all(&mut d, &huffman_value(&[0xff])),
+            Err(HpackError::PeerHuffman)
+        );
+        // Whatever our encoder pads (0 to 7 ones) decodes.
+        for s in [
+            &b"www.example.com"[..],
+            b"no-cache",
+            b"custom-value",
+            b"\xff\x00~",
+        ] {
+            let mut enc = Vec::new();
+            httlib_huffman::encode(s, &mut enc).unwrap();
+            let got = decode_all(&mut d, &huffman_value(&enc)).unwrap();
+            assert_eq!(got[0].1, s.to_vec());
+        }
     }
 
     #[test]

@@ -28,8 +28,9 @@
 //!   for what was forwarded: request-direction backpressure).
 //! * `Rejected { error }` → answer with `reject(stream, error.status(),
 //!   error.code(), header)` and cancel any backend work for the stream. It
-//!   comes either instead of `Request` or later (body over `max_body`,
-//!   Content-Length mismatch, bad trailers) while no response has started.
+//!   comes for a limit (431, 414, 413), either instead of `Request` or
+//!   later (body over `max_body`) while no response has started. Malformed
+//!   requests never come out: they are stream errors (below).
 //! * `StreamReset` → cancel backend work (the client reset it, or the server
 //!   did because of the client after the response had started).
 //! * `ConnectionError` → a GOAWAY is queued: flush `poll_output`, then close.
@@ -40,7 +41,8 @@
 //! ```text
 //!                          +--------+
 //!   HEADERS (new odd id)   |  idle  |   any other frame → conn PROTOCOL_ERROR
-//!   ┌──────────────────────|        |   (PRIORITY allowed and ignored)
+//!   ┌──────────────────────|        |   (PRIORITY allowed and ignored, unless
+//!   │                      |        |   self-dependent: RST_STREAM, §5.3.1)
 //!   │                      +--------+
 //!   │ refused (limits, max streams, malformed) → RST / error response
 //!   ▼
@@ -66,8 +68,13 @@
 //! Connection errors (§5.4.1) queue GOAWAY(last client stream, code,
 //! reason) and emit [`Event::ConnectionError`]; input after that is
 //! discarded. Stream errors (§5.4.2) queue RST_STREAM. Malformed requests
-//! (§8.1.1) and limits are stream-level: see `request.rs` for the mapping
-//! to 400/413/414/431 responses and resets.
+//! (§8.1.1, §8.2, §8.3: a bad pseudo-header set, an upper-case or
+//! connection-specific field, `te` other than `trailers`, a Content-Length
+//! the DATA does not match…) are stream errors PROTOCOL_ERROR with no
+//! response and never reach the proxy as a complete request: a body that
+//! reaches its Content-Length keeps its last DATA (or, for
+//! `content-length: 0`, the whole `Request`) until END_STREAM shows nothing
+//! more follows. Limits answer 413/414/431 (see `request.rs`).
 //!
 //! # Abuse protections (defaults in [`H2Settings`])
 //!
@@ -80,6 +87,7 @@
 //! | SETTINGS / PING / PRIORITY / WINDOW_UPDATE floods | `Control` budget → ENHANCE_YOUR_CALM (a WINDOW_UPDATE that follows DATA the server sent is free) |
 //! | empty DATA flood | `EmptyData` budget → ENHANCE_YOUR_CALM |
 //! | too many streams | REFUSED_STREAM, counted in the `Reset` budget |
+//! | HTTP/2 bomb (CVE-2026-49975) | +32 octets per field toward `max_header_list_size` and at most `Limits::max_headers` fields (431); a response stream whose send window stays at zero for `stall_timeout` is reset with CANCEL (`StreamReset`), so the proxy frees its buffers and backend |
 //! | client that never reads | reaction frames (ACKs, RST_STREAM) queued since the last `poll_output` are bounded by `max_pending_control` → ENHANCE_YOUR_CALM; DATA is bounded by the windows and by `max_send_buffer` |
 //!
 //! Budgets use a fixed window of `abuse_window` (see `budget.rs`).
@@ -233,6 +241,13 @@ pub struct H2Settings {
     /// Octets queued in the output before `send_capacity` drops to 0
     /// (default 256 KiB).
     pub max_send_buffer: u32,
+    /// A response stream whose send window (its own or the connection's)
+    /// stays at zero this long is reset with CANCEL and forgotten, freeing
+    /// what the proxy holds for it (the "HTTP/2 bomb", CVE-2026-49975).
+    /// Checked every half of it, so a stall is reaped after between one
+    /// and one and a half times this (default 30 s, `[limits]
+    /// h2_stall_timeout_ms`).
+    pub stall_timeout: Duration,
 }
 
 impl Default for H2Settings {
@@ -252,6 +267,7 @@ impl Default for H2Settings {
             max_empty_data_frames_per_window: 100,
             max_pending_control: 64 * 1024,
             max_send_buffer: 256 * 1024,
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -9,9 +9,11 @@
 //! Mapping (all stream-level; the connection survives):
 //! * limits → `Limit*` (431 header list / field / count, 414 `:path`,
 //!   413 content-length over `max_body`);
-//! * malformed per §8.1.1 / §8.2 / §8.3 → `Peer*` (400), answered with a
-//!   short response then RST_STREAM(PROTOCOL_ERROR) if the client is
-//!   still sending (§8.1.1 lets a server respond before resetting);
+//! * malformed per §8.1.1 / §8.2 / §8.3 (every `Peer*` error, i.e. a 400
+//!   on HTTP/1.1) → [`Refusal::Malformed`]: a stream error of type
+//!   PROTOCOL_ERROR (RST_STREAM), no response. §8.1.1 would allow a
+//!   response first, but only one that does not end the stream (a closed
+//!   stream may not be reset, §5.1), which clients do not show anyway;
 //! * CONNECT (§8.5) → RST_STREAM(REFUSED_STREAM) with no response: this
 //!   proxy does not tunnel.
 
@@ -23,16 +25,29 @@ use crate::http::{CONNECTION_SPECIFIC, HttpError, Limits};
 /// Why a header block does not become a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Answer with `HttpError::status()` on the stream.
+    /// Answer with `HttpError::status()` on the stream (a limit).
     Reject(HttpError),
+    /// Malformed (§8.1.1): RST_STREAM(PROTOCOL_ERROR), no response; the
+    /// error says why (tests, logs).
+    Malformed(HttpError),
     /// Reset the stream with this code, no response.
     Reset(ErrorCode),
 }
 
 impl From<HttpError> for Refusal {
     fn from(e: HttpError) -> Self {
-        Refusal::Reject(e)
+        if is_malformed(e) {
+            Refusal::Malformed(e)
+        } else {
+            Refusal::Reject(e)
+        }
     }
+}
+
+/// The client broke an HTTP/2 message rule (what HTTP/1.1 answers with
+/// 400), as opposed to exceeding a limit of ours (413, 414, 431).
+pub fn is_malformed(e: HttpError) -> bool {
+    e.status() == 400
 }
 
 /// Accumulates decoded fields under the limits. Once a limit is hit it
@@ -343,7 +358,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_pseudo_headers() {
-        let bad = Refusal::Reject(HttpError::PeerInvalidRequestLine);
+        let bad = Refusal::Malformed(HttpError::PeerInvalidRequestLine);
         assert_eq!(req(&BASE[1..]).unwrap_err(), bad, "missing :method");
         assert_eq!(
             req(&[BASE[0], BASE[2], BASE[3]]).unwrap_err(),
@@ -370,7 +385,7 @@ mod tests {
     fn refuses_uppercase_and_connection_specific_fields() {
         assert_eq!(
             req(&with(&[("Accept", "x")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHeaderName)
+            Refusal::Malformed(HttpError::PeerInvalidHeaderName)
         );
         for &name in CONNECTION_SPECIFIC {
             let want = if name == "transfer-encoding" {
@@ -380,22 +395,22 @@ mod tests {
             };
             assert_eq!(
                 req(&with(&[(name, "chunked")])).unwrap_err(),
-                Refusal::Reject(want),
+                Refusal::Malformed(want),
                 "{name}"
             );
         }
         assert_eq!(
             req(&with(&[("te", "gzip")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHeaderValue)
+            Refusal::Malformed(HttpError::PeerInvalidHeaderValue)
         );
         assert!(req(&with(&[("te", "trailers")])).is_ok());
         assert_eq!(
             req(&with(&[("x", " lead")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHeaderValue)
+            Refusal::Malformed(HttpError::PeerInvalidHeaderValue)
         );
         assert_eq!(
             req(&with(&[("x", "a\r\nb")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHeaderValue)
+            Refusal::Malformed(HttpError::PeerInvalidHeaderValue)
         );
     }
 
@@ -413,19 +428,19 @@ mod tests {
         assert_eq!(req(&v).unwrap().authority, "h.example");
         assert_eq!(
             req(&with(&[("host", "other.example")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHost)
+            Refusal::Malformed(HttpError::PeerInvalidHost)
         );
         let mut v = BASE.to_vec();
         v.remove(2);
         assert_eq!(
             req(&v).unwrap_err(),
-            Refusal::Reject(HttpError::PeerMissingHost)
+            Refusal::Malformed(HttpError::PeerMissingHost)
         );
         let mut v = BASE.to_vec();
         v[2] = (":authority", "user@example.com");
         assert_eq!(
             req(&v).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidHost)
+            Refusal::Malformed(HttpError::PeerInvalidHost)
         );
     }
 
@@ -439,11 +454,11 @@ mod tests {
         );
         assert_eq!(
             req(&with(&[("content-length", "5"), ("content-length", "5")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerConflictingContentLength)
+            Refusal::Malformed(HttpError::PeerConflictingContentLength)
         );
         assert_eq!(
             req(&with(&[("content-length", "-1")])).unwrap_err(),
-            Refusal::Reject(HttpError::PeerInvalidContentLength)
+            Refusal::Malformed(HttpError::PeerInvalidContentLength)
         );
         assert_eq!(
             req(&with(&[("content-length", "75000001")])).unwrap_err(),
@@ -452,7 +467,7 @@ mod tests {
         let c = collect(&with(&[("content-length", "3")]));
         assert_eq!(
             build_request(c, true, &Limits::default()).unwrap_err(),
-            Refusal::Reject(HttpError::PeerIncompleteBody)
+            Refusal::Malformed(HttpError::PeerIncompleteBody)
         );
     }
 

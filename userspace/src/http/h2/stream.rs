@@ -10,7 +10,7 @@
 //! `SendState::Closed`; a stream with both closed is dropped from the map
 //! (so "closed" = an id at or below the highest client id, not in the map).
 
-use super::ErrorCode;
+use super::{ErrorCode, Event};
 
 /// What the stream still expects from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,15 @@ pub struct Stream {
     /// When set, the request was refused: after the proxy's response ends,
     /// reset with this code if the client is still sending.
     pub refused: Option<ErrorCode>,
+    /// The last step of a request whose body reached its Content-Length
+    /// before END_STREAM: the `Request` itself for `content-length: 0`,
+    /// else the last DATA. Handed out (ending the request) only when
+    /// END_STREAM arrives, so a request that turns out malformed (more
+    /// DATA, §8.1.1) never reaches a backend complete.
+    pub held: Option<Box<Event>>,
+    /// Consecutive stall sweeps that found the send window at zero with no
+    /// window opened in between (see `H2Settings::stall_timeout`).
+    pub stall_sweeps: u8,
 }
 
 impl Stream {
@@ -74,6 +83,8 @@ impl Stream {
             send_window,
             blocked: false,
             refused: None,
+            held: None,
+            stall_sweeps: 0,
         }
     }
 

@@ -993,92 +993,58 @@ fn peer_max_frame_size_bounds_our_frames() {
 // ----- malformed requests -------------------------------------------------
 
 #[test]
-fn malformed_request_is_rejected_with_400_then_reset() {
+fn malformed_request_is_a_stream_error_and_never_a_request() {
     let mut c = Client::new();
     c.post(1, &[("X-Upper", "v")]);
-    assert_eq!(
-        c.events(),
-        vec![Event::Rejected {
-            stream: StreamId(1),
-            error: HttpError::PeerInvalidHeaderName
-        }]
-    );
-    // Body sent meanwhile is dropped, and credited back.
+    // §8.1.1: RST_STREAM(PROTOCOL_ERROR), no response, nothing for the proxy.
+    assert!(c.events().is_empty());
+    assert_eq!(c.rst_codes(), vec![(1, ErrorCode::PROTOCOL_ERROR)]);
+    assert_eq!(c.conn.active_streams(), 0);
+    // Body sent meanwhile is ignored (and credited to the connection).
     c.data(1, b"body", false);
     assert!(c.events().is_empty());
-    let e = HttpError::PeerInvalidHeaderName;
-    crate::http::answer::Answer::error(e, "rid")
-        .send_h2(&mut c.conn, StreamId(1), "X-Portier-Error", false)
-        .unwrap();
     let out = c.output();
-    let headers = out.iter().find(|f| f.kind == kind::HEADERS).unwrap();
-    let fields = c.decode(&headers.payload.clone());
-    assert!(fields.contains(&(":status".into(), "400".into())));
-    assert!(fields.contains(&("x-portier-error".into(), "invalid_header_name".into())));
-    assert!(fields.contains(&("x-request-id".into(), "rid".into())));
-    let data = out.iter().find(|f| f.kind == kind::DATA).unwrap();
-    assert_eq!(data.flags, flag::END_STREAM);
-    assert_eq!(data.payload, b"400 Bad Request: invalid_header_name\n");
-    // (Credit for the dropped body may follow as WINDOW_UPDATE.)
-    let last = out
-        .iter()
-        .rev()
-        .find(|f| f.kind != kind::WINDOW_UPDATE)
-        .unwrap();
-    assert_eq!((last.kind, last.code()), (kind::RST_STREAM, 1));
-    assert_eq!(c.conn.active_streams(), 0);
+    assert!(
+        out.iter()
+            .all(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0)
+    );
+    // The connection goes on.
+    c.get(3);
+    assert_eq!(request_of(&c.events()).path, "/");
 }
 
 #[test]
-fn every_malformed_shape_is_rejected() {
-    let cases: Vec<(Vec<(&str, &str)>, HttpError)> = vec![
-        (GET[1..].to_vec(), HttpError::PeerInvalidRequestLine),
-        (
-            vec![GET[0], GET[1], GET[2]],
-            HttpError::PeerInvalidRequestLine,
-        ),
-        (
-            [&GET[..], &[(":path", "/again")]].concat(),
-            HttpError::PeerInvalidRequestLine,
-        ),
-        (
-            [&GET[..], &[(":foo", "x")]].concat(),
-            HttpError::PeerInvalidRequestLine,
-        ),
-        (
-            [&GET[..1], &[("accept", "x")], &GET[1..]].concat(),
-            HttpError::PeerInvalidRequestLine,
-        ),
-        (
-            [&GET[..], &[("Accept", "x")]].concat(),
-            HttpError::PeerInvalidHeaderName,
-        ),
-        (
-            [&GET[..], &[("connection", "close")]].concat(),
-            HttpError::PeerInvalidHeaderName,
-        ),
-        (
-            [&GET[..], &[("transfer-encoding", "chunked")]].concat(),
-            HttpError::PeerInvalidTransferEncoding,
-        ),
-        (
-            [&GET[..], &[("te", "gzip")]].concat(),
-            HttpError::PeerInvalidHeaderValue,
-        ),
-        (
-            [&GET[..], &[("x", "a\nb")]].concat(),
-            HttpError::PeerInvalidHeaderValue,
-        ),
+fn every_malformed_shape_is_a_stream_error() {
+    let mut cases: Vec<Vec<(&str, &str)>> = vec![
+        GET[1..].to_vec(),
+        vec![GET[0], GET[1], GET[2]],
+        vec![GET[0], GET[2], GET[3]],
+        [&GET[..], &[(":path", "/again")]].concat(),
+        [&GET[..], &[(":method", "GET")]].concat(),
+        [&GET[..], &[(":scheme", "https")]].concat(),
+        [&GET[..], &[(":foo", "x")]].concat(),
+        [&GET[..], &[(":status", "200")]].concat(),
+        [&GET[..1], &[("accept", "x")], &GET[1..]].concat(),
+        [&GET[..], &[("Accept", "x")]].concat(),
+        [&GET[..], &[("connection", "close")]].concat(),
+        [&GET[..], &[("keep-alive", "1")]].concat(),
+        [&GET[..], &[("proxy-connection", "1")]].concat(),
+        [&GET[..], &[("upgrade", "h2c")]].concat(),
+        [&GET[..], &[("transfer-encoding", "chunked")]].concat(),
+        [&GET[..], &[("te", "gzip")]].concat(),
+        [&GET[..], &[("x", "a\nb")]].concat(),
+        [&GET[..], &[("content-length", "1")]].concat(),
     ];
-    for (fields, error) in cases {
+    let mut empty_path = GET.to_vec();
+    empty_path[3] = (":path", "");
+    cases.push(empty_path);
+    for fields in cases {
         let mut c = Client::new();
         c.headers(1, &fields, true);
+        assert!(c.events().is_empty(), "{fields:?}");
         assert_eq!(
-            c.events(),
-            vec![Event::Rejected {
-                stream: StreamId(1),
-                error
-            }],
+            c.rst_codes(),
+            vec![(1, ErrorCode::PROTOCOL_ERROR)],
             "{fields:?}"
         );
     }
@@ -1096,6 +1062,17 @@ fn connect_is_refused_with_a_stream_error() {
     assert_eq!(c.rst_codes(), vec![(1, ErrorCode::REFUSED_STREAM)]);
 }
 
+fn reset_by_server(events: &[Event], id: u32) -> bool {
+    matches!(
+        events,
+        [Event::StreamReset {
+            stream,
+            code: ErrorCode::PROTOCOL_ERROR,
+            by_peer: false,
+        }] if *stream == StreamId(id)
+    )
+}
+
 #[test]
 fn content_length_mismatch_is_malformed() {
     // Shorter than declared.
@@ -1103,45 +1080,113 @@ fn content_length_mismatch_is_malformed() {
     c.post(1, &[("content-length", "5")]);
     c.events();
     c.data(1, b"abc", true);
-    assert_eq!(
-        c.events(),
-        vec![Event::Rejected {
-            stream: StreamId(1),
-            error: HttpError::PeerIncompleteBody
-        }]
-    );
-    // Longer than declared.
+    assert!(reset_by_server(&c.events(), 1), "nothing of it handed out");
+    assert_eq!(c.rst_codes(), vec![(1, ErrorCode::PROTOCOL_ERROR)]);
+    // Longer than declared, in one frame: nothing of it is handed out.
     c.post(3, &[("content-length", "2")]);
     c.events();
     c.data(3, b"abc", false);
-    assert_eq!(
-        c.events(),
-        vec![Event::Rejected {
-            stream: StreamId(3),
-            error: HttpError::PeerInvalidContentLength
-        }]
-    );
+    assert!(reset_by_server(&c.events(), 3));
+    assert_eq!(c.rst_codes(), vec![(3, ErrorCode::PROTOCOL_ERROR)]);
     // Declared but END_STREAM on HEADERS.
     c.headers(5, &[&GET[..], &[("content-length", "1")]].concat(), true);
-    assert!(matches!(
-        c.events()[..],
-        [Event::Rejected {
-            error: HttpError::PeerIncompleteBody,
-            ..
-        }]
-    ));
-    // After the response started: the stream is reset instead.
+    assert!(c.events().is_empty());
+    assert_eq!(c.rst_codes(), vec![(5, ErrorCode::PROTOCOL_ERROR)]);
+    // After the response started: the same stream error.
     c.post(7, &[("content-length", "1")]);
     c.events();
     c.conn.send_headers(StreamId(7), 200, &[], false).unwrap();
     c.output();
     c.data(7, b"ab", false);
     assert_eq!(c.rst_codes(), vec![(7, ErrorCode::PROTOCOL_ERROR)]);
+    assert!(reset_by_server(&c.events(), 7));
+}
+
+#[test]
+fn a_body_reaching_its_content_length_is_held_until_end_stream() {
+    // Exactly the declared length, then more: the last octets were held,
+    // so the proxy never saw a complete request.
+    let mut c = Client::new();
+    c.post(1, &[("content-length", "6")]);
+    c.events();
+    c.data(1, b"abc", false);
     assert!(matches!(
-        c.events()[..],
-        [Event::StreamReset {
-            stream: StreamId(7),
-            by_peer: false,
+        &c.events()[..],
+        [Event::Data {
+            end_stream: false,
+            ..
+        }]
+    ));
+    c.data(1, b"def", false);
+    assert!(c.events().is_empty(), "the last DATA waits for END_STREAM");
+    assert!(c.conn.buffered_bytes() >= 3);
+    c.data(1, b"g", false);
+    assert!(reset_by_server(&c.events(), 1));
+    assert_eq!(c.rst_codes(), vec![(1, ErrorCode::PROTOCOL_ERROR)]);
+    // Exactly the declared length, then an empty END_STREAM: handed out.
+    c.post(3, &[("content-length", "3")]);
+    c.events();
+    c.data(3, b"abc", false);
+    assert!(c.events().is_empty());
+    c.data(3, b"", true);
+    assert_eq!(
+        c.events(),
+        vec![Event::Data {
+            stream: StreamId(3),
+            data: b"abc".to_vec(),
+            end_stream: true
+        }]
+    );
+    // Or ended by trailers.
+    c.post(5, &[("content-length", "1")]);
+    c.events();
+    c.data(5, b"x", false);
+    c.headers(5, &[("x-t", "1")], true);
+    assert_eq!(
+        c.events(),
+        vec![Event::Data {
+            stream: StreamId(5),
+            data: b"x".to_vec(),
+            end_stream: true
+        }]
+    );
+}
+
+#[test]
+fn content_length_zero_is_held_until_end_stream() {
+    // The head alone would be a complete request for a backend: it waits.
+    let mut c = Client::new();
+    c.post(1, &[("content-length", "0")]);
+    assert!(c.events().is_empty());
+    c.data(1, b"x", true);
+    assert!(c.events().is_empty(), "never reached the proxy");
+    assert_eq!(c.rst_codes(), vec![(1, ErrorCode::PROTOCOL_ERROR)]);
+    // An empty END_STREAM DATA completes it: a request without body.
+    c.post(3, &[("content-length", "0")]);
+    c.data(3, b"", false);
+    assert!(c.events().is_empty());
+    c.data(3, b"", true);
+    let ev = c.events();
+    assert!(
+        matches!(&ev[..], [Event::Request { stream: StreamId(3), end_stream: true, head }] if head.content_length == Some(0)),
+        "{ev:?}"
+    );
+    // Trailers complete it too.
+    c.post(5, &[("content-length", "0")]);
+    c.headers(5, &[("x-t", "1")], true);
+    assert!(matches!(
+        &c.events()[..],
+        [Event::Request {
+            end_stream: true,
+            ..
+        }]
+    ));
+    // With END_STREAM on the HEADERS it goes out at once.
+    c.headers(7, &[&GET[..], &[("content-length", "0")]].concat(), true);
+    assert!(matches!(
+        &c.events()[..],
+        [Event::Request {
+            end_stream: true,
             ..
         }]
     ));
@@ -1200,19 +1245,15 @@ fn request_trailers() {
     // Trailers with a pseudo-header are malformed.
     c.post(3, &[]);
     c.events();
+    c.output();
     c.headers(3, &[(":path", "/")], true);
-    assert!(matches!(
-        c.events()[..],
-        [Event::Rejected {
-            error: HttpError::PeerInvalidHeaderName,
-            ..
-        }]
-    ));
+    assert!(reset_by_server(&c.events(), 3));
+    assert_eq!(c.rst_codes(), vec![(3, ErrorCode::PROTOCOL_ERROR)]);
     // A second HEADERS without END_STREAM is malformed.
     c.post(5, &[]);
     c.events();
     c.headers(5, &[("x", "y")], false);
-    assert!(matches!(c.events()[..], [Event::Rejected { .. }]));
+    assert!(reset_by_server(&c.events(), 5));
 }
 
 #[test]
@@ -1495,6 +1536,268 @@ fn attack_hpack_bomb_is_refused_431() {
     // The table cannot be grown past the advertised 4,096 octets.
     c.frame(kind::HEADERS, flag::END_HEADERS, 5, &[0x3f, 0xe2, 0x3f]);
     assert_eq!(c.goaway_code(), ErrorCode::COMPRESSION_ERROR);
+}
+
+#[test]
+fn header_list_size_counts_32_octets_per_field() {
+    // 1,000 one-octet fields: 1,000 octets of names, but 33,000 by the RFC
+    // 9113 §6.5.2 / RFC 7541 §4.1 size (+32 each) > 32 KiB. The field
+    // count cap is lifted so only the size can refuse it.
+    let limits = Limits {
+        max_headers: 100_000,
+        ..Limits::default()
+    };
+    let mut c = Client::with(H2Settings::default(), limits);
+    let mut block = lit_block(&GET);
+    // Literal with incremental indexing of "x": "" once, then index 62.
+    block.extend([0x40, 0x01, b'x', 0x00]);
+    block.extend(std::iter::repeat_n(0x80 | 62, 999));
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
+    assert_eq!(
+        c.events(),
+        vec![Event::Rejected {
+            stream: StreamId(1),
+            error: HttpError::LimitHeaderSection
+        }]
+    );
+    // 900 of them (29,700 + the pseudo-headers) fit.
+    let mut block = lit_block(&GET);
+    block.extend(std::iter::repeat_n(0x80 | 62, 900));
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &block,
+    );
+    assert_eq!(request_of(&c.events()).headers.len(), 900);
+}
+
+#[test]
+fn fields_per_request_are_capped() {
+    let mut c = Client::new();
+    let mut block = lit_block(&GET);
+    block.extend([0x40, 0x01, b'x', 0x01, b'y']);
+    block.extend(std::iter::repeat_n(0x80 | 62, 100));
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
+    assert_eq!(
+        c.events(),
+        vec![Event::Rejected {
+            stream: StreamId(1),
+            error: HttpError::LimitTooManyHeaders
+        }]
+    );
+    let mut block = lit_block(&GET);
+    block.extend(std::iter::repeat_n(0x80 | 62, 100));
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &block,
+    );
+    assert_eq!(request_of(&c.events()).headers.len(), 100);
+}
+
+#[test]
+fn priority_depending_on_itself_is_a_stream_error_even_when_idle() {
+    let mut c = Client::new();
+    // Idle stream 3: RST_STREAM, the connection lives.
+    c.frame(kind::PRIORITY, 0, 3, &[0, 0, 0, 3, 16]);
+    assert_eq!(c.rst_codes(), vec![(3, ErrorCode::PROTOCOL_ERROR)]);
+    // Open stream 5.
+    c.post(5, &[]);
+    c.events();
+    c.frame(kind::PRIORITY, 0, 5, &[0x80, 0, 0, 5, 16]);
+    assert_eq!(c.rst_codes(), vec![(5, ErrorCode::PROTOCOL_ERROR)]);
+    assert!(matches!(
+        c.events()[..],
+        [Event::StreamReset { by_peer: false, .. }]
+    ));
+    c.get(7);
+    assert_eq!(request_of(&c.events()).path, "/");
+}
+
+/// The "HTTP/2 bomb" (CVE-2026-49975): streams whose header lists are
+/// inflated from the HPACK table, with a send window that never opens.
+fn bomb_client(stall: Duration) -> Client {
+    let settings = H2Settings {
+        stall_timeout: stall,
+        ..H2Settings::default()
+    };
+    let mut c = Client::with_client_settings(
+        settings,
+        Limits::default(),
+        &[(setting::INITIAL_WINDOW_SIZE, 0)],
+    );
+    // One 4,000-octet entry in the table.
+    let mut block = lit_block(&GET);
+    hpack::encode_int(&mut block, 0, 6, 0x40);
+    hpack::encode_str(&mut block, b"x-bomb");
+    hpack::encode_int(&mut block, 4000, 7, 0);
+    block.extend(std::iter::repeat_n(b'b', 4000));
+    c.frame(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    );
+    c.events();
+    c.conn.send_headers(StreamId(1), 200, &[], true).unwrap();
+    c.output();
+    c
+}
+
+fn bomb_streams(c: &mut Client, ids: impl Iterator<Item = u32>) {
+    for id in ids {
+        // 7 one-octet references: 28 KB of fields from 7 octets.
+        let mut block = lit_block(&GET);
+        block.extend(std::iter::repeat_n(0x80 | 62, 7));
+        c.frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &block,
+        );
+        let ev = c.events();
+        assert_eq!(request_of(&ev).headers.len(), 7);
+        // The proxy answers; nothing of the body can be sent.
+        c.conn.send_headers(StreamId(id), 200, &[], false).unwrap();
+        assert_eq!(c.conn.send_data(StreamId(id), &[0; 1000], false), 0);
+    }
+    c.output();
+}
+
+#[test]
+fn attack_streams_stalled_on_a_zero_window_are_reaped() {
+    let mut c = bomb_client(Duration::from_secs(10));
+    bomb_streams(&mut c, (1..=50).map(|i| 1 + 2 * i));
+    assert_eq!(c.conn.active_streams(), 50);
+    // Stream 101 is served by a client that opens its window in time.
+    let t0 = c.now;
+    let mut reaped_at = None;
+    while reaped_at.is_none() {
+        let at = c.conn.next_deadline().expect("a sweep is armed");
+        assert!(at > c.now, "no busy timer");
+        c.now = at;
+        if c.now - t0 < Duration::from_secs(9) {
+            c.frame(kind::WINDOW_UPDATE, 0, 101, &u32s(&[100]));
+        }
+        c.conn.handle_timeout(c.now);
+        let ev: Vec<Event> = c
+            .events()
+            .into_iter()
+            .filter(|e| !matches!(e, Event::CapacityAvailable { .. }))
+            .collect();
+        if !ev.is_empty() {
+            assert!(
+                ev.iter().all(|e| matches!(
+                    e,
+                    Event::StreamReset {
+                        code: ErrorCode::CANCEL,
+                        by_peer: false,
+                        ..
+                    }
+                )),
+                "{ev:?}"
+            );
+            assert_eq!(ev.len(), 49, "all but the one whose window opened");
+            reaped_at = Some(c.now - t0);
+        }
+    }
+    let took = reaped_at.unwrap();
+    assert!(
+        took >= Duration::from_secs(10) && took <= Duration::from_secs(15),
+        "{took:?}"
+    );
+    let rst = c.rst_codes();
+    assert_eq!(rst.len(), 49);
+    assert!(rst.iter().all(|&(_, code)| code == ErrorCode::CANCEL));
+    assert_eq!(c.conn.active_streams(), 1);
+    // Stream 101 stalls again once it has spent its window.
+    assert_eq!(c.conn.send_data(StreamId(101), &[0; 1000], false), 100);
+    for _ in 0..3 {
+        c.now = c.conn.next_deadline().unwrap();
+        c.conn.handle_timeout(c.now);
+    }
+    assert_eq!(c.conn.active_streams(), 0);
+    assert_eq!(c.conn.next_deadline(), None, "nothing left to sweep");
+    // Late frames on reaped streams are ignored; the connection serves on.
+    c.frame(kind::WINDOW_UPDATE, 0, 3, &u32s(&[10]));
+    c.frame(kind::WINDOW_UPDATE, 0, 0, &u32s(&[10]));
+    c.get(103);
+    assert_eq!(request_of(&c.events()).path, "/");
+}
+
+#[test]
+fn attack_bomb_memory_is_bounded_and_freed() {
+    let mut c = bomb_client(Duration::from_secs(2));
+    let base = c.conn.buffered_bytes();
+    assert!(base <= 4096, "the HPACK table is bounded: {base}");
+    // 100 streams carrying 2.8 MB of decoded fields from ~3 KB of input:
+    // the connection hands them out, it does not keep them.
+    bomb_streams(&mut c, (1..=100).map(|i| 1 + 2 * i));
+    assert_eq!(c.conn.active_streams(), 100);
+    assert!(c.conn.buffered_bytes() <= base + 1024);
+    // The 101st is refused (max concurrent streams).
+    c.get(203);
+    assert_eq!(c.rst_codes(), vec![(203, ErrorCode::REFUSED_STREAM)]);
+    // Every stream, and so everything the proxy holds for it, goes.
+    for _ in 0..3 {
+        c.now = c.conn.next_deadline().unwrap();
+        c.conn.handle_timeout(c.now);
+    }
+    let reset = c
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::StreamReset { .. }))
+        .count();
+    assert_eq!(reset, 100);
+    c.output();
+    assert_eq!(c.conn.active_streams(), 0);
+    assert_eq!(c.conn.buffered_bytes(), base);
+}
+
+#[test]
+fn a_stalled_connection_window_reaps_too_and_timeouts_are_spurious_safe() {
+    let mut c = Client::new();
+    c.conn = ServerConn::new(
+        H2Settings {
+            stall_timeout: Duration::from_secs(4),
+            ..H2Settings::default()
+        },
+        Limits::default(),
+    );
+    let mut hello = frame::PREFACE.to_vec();
+    hello.extend(raw(kind::SETTINGS, 0, 0, &[]));
+    c.send(&hello);
+    c.output();
+    c.get(1);
+    c.events();
+    // Early and repeated timeouts do nothing.
+    c.conn.handle_timeout(c.now);
+    c.conn.handle_timeout(c.now + Duration::from_secs(1));
+    c.conn.send_headers(StreamId(1), 200, &[], false).unwrap();
+    // The connection window (65,535) is used up by the response.
+    assert_eq!(c.conn.send_data(StreamId(1), &[0; 70_000], false), 65_535);
+    c.output();
+    // A stream without a response yet is not stalled.
+    c.get(3);
+    c.events();
+    for _ in 0..3 {
+        c.now = c.conn.next_deadline().unwrap();
+        c.conn.handle_timeout(c.now);
+    }
+    assert_eq!(c.rst_codes(), vec![(1, ErrorCode::CANCEL)]);
+    assert_eq!(c.conn.active_streams(), 1);
 }
 
 fn flood(frame_bytes: &[u8], budget: usize) {

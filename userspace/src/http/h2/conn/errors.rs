@@ -17,6 +17,7 @@ use super::{ConnState, Fatal, Res, ServerConn, fatal};
 use crate::http::HttpError;
 use crate::http::h2::budget::Abuse;
 use crate::http::h2::frame;
+use crate::http::h2::request::is_malformed;
 use crate::http::h2::stream::{RecvState, SendState};
 use crate::http::h2::{ErrorCode, Event, StreamId};
 
@@ -58,11 +59,16 @@ impl ServerConn {
     }
 
     /// §5.4.2 stream error caused by the client: RST_STREAM, drop the
-    /// stream, tell the proxy if it knew the stream, and count it
+    /// stream, tell the proxy if it knew the stream (not one whose request
+    /// was still held), and count it
     /// (MadeYouReset, CVE-2025-8671).
     pub(super) fn stream_error(&mut self, id: StreamId, code: ErrorCode, now: Instant) -> Res {
         self.control(|out| frame::write_rst(out, id, code))?;
-        if self.streams.remove(&id).is_some() {
+        let known = self
+            .streams
+            .remove(&id)
+            .is_some_and(|s| !matches!(s.held.as_deref(), Some(Event::Request { .. })));
+        if known {
             self.events.push_back(Event::StreamReset {
                 stream: id,
                 code,
@@ -73,9 +79,10 @@ impl ServerConn {
         Ok(self.budget.charge(Abuse::Reset, now)?)
     }
 
-    /// A request the proxy must not forward further: `Rejected` while no
+    /// A request the proxy must not forward further. Malformed (§8.1.1):
+    /// a stream error PROTOCOL_ERROR. Over a limit: `Rejected` while no
     /// response has started (the proxy answers, then the stream is reset
-    /// if the client is still sending), else a stream error.
+    /// with NO_ERROR if the client is still sending), else CANCEL.
     pub(super) fn request_error(
         &mut self,
         id: StreamId,
@@ -83,30 +90,25 @@ impl ServerConn {
         end: bool,
         now: Instant,
     ) -> Res {
-        let malformed = e.status() == 400;
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
-        if stream.send != SendState::AwaitHeaders {
-            let code = if malformed {
-                ErrorCode::PROTOCOL_ERROR
-            } else {
-                ErrorCode::CANCEL
-            };
-            return self.stream_error(id, code, now);
+        if is_malformed(e) {
+            // §8.1.1: malformed is a stream error of type PROTOCOL_ERROR.
+            return self.stream_error(id, ErrorCode::PROTOCOL_ERROR, now);
         }
+        if stream.send != SendState::AwaitHeaders {
+            return self.stream_error(id, ErrorCode::CANCEL, now);
+        }
+        stream.held = None;
         if end || stream.recv_closed() {
             stream.recv = RecvState::Closed;
         } else {
             stream.recv = RecvState::Discarding;
         }
         // §8.1: after a complete response, NO_ERROR asks the client to
-        // stop sending; malformed requests get PROTOCOL_ERROR (§8.1.1).
-        stream.refused = Some(if malformed {
-            ErrorCode::PROTOCOL_ERROR
-        } else {
-            ErrorCode::NO_ERROR
-        });
+        // stop sending.
+        stream.refused = Some(ErrorCode::NO_ERROR);
         self.events.push_back(Event::Rejected {
             stream: id,
             error: e,

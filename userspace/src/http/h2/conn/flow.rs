@@ -7,13 +7,22 @@
 //! Receive side: the client is credited (WINDOW_UPDATE) only for what the
 //! proxy released with `release_capacity`, plus padding and discarded data,
 //! never past the advertised windows: request-direction backpressure.
+//! Stall sweep (the "HTTP/2 bomb", CVE-2026-49975: fields inflated from
+//! the HPACK table, then pinned in the proxy by a send window the client
+//! never opens): every `stall_timeout / 2` the streams whose response is
+//! under way (`SendState::Body`) with no send window left (stream or
+//! connection) get a mark; a WINDOW_UPDATE that opens their window clears
+//! it; the third consecutive mark (the window stayed shut for at least
+//! `stall_timeout`) resets the stream with CANCEL and emits `StreamReset`,
+//! so the proxy frees what it holds for it. Not counted as abuse.
 //! Owns: WINDOW_UPDATE handling (free after our DATA, else charged to the
-//! `Control` budget), credit flushing, capacity and wake-ups. Must not:
+//! `Control` budget), credit flushing, capacity and wake-ups, the stall
+//! sweep. Must not:
 //! account received DATA (see `recv.rs`) or send DATA (see `send.rs`).
 //! Fed by: `handle_frame`, `poll_output`, the proxy. Emits:
 //! `CapacityAvailable` events and WINDOW_UPDATE frames.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{ConnState, Res, ServerConn, fatal};
 use crate::http::h2::budget::Abuse;
@@ -41,6 +50,9 @@ impl ServerConn {
                 ));
             }
             self.conn_send_window += increment;
+            for s in self.streams.values_mut() {
+                s.stall_sweeps = 0;
+            }
             if self.conn_send_window > i64::from(MAX_WINDOW) {
                 return Err(fatal(
                     ErrorCode::FLOW_CONTROL_ERROR,
@@ -68,6 +80,7 @@ impl ServerConn {
             return self.stream_error(id, ErrorCode::PROTOCOL_ERROR, now);
         }
         stream.send_window += increment;
+        stream.stall_sweeps = 0;
         if stream.send_window > i64::from(MAX_WINDOW) {
             return self.stream_error(id, ErrorCode::FLOW_CONTROL_ERROR, now);
         }
@@ -136,6 +149,17 @@ impl ServerConn {
         }
     }
 
+    /// The proxy has response bytes for `stream` but `send_capacity` is 0:
+    /// a `CapacityAvailable` follows when the windows open (as after a
+    /// partial `send_data`).
+    pub fn want_capacity(&mut self, stream: StreamId) {
+        if let Some(s) = self.streams.get_mut(&stream)
+            && s.send == SendState::Body
+        {
+            s.blocked = true;
+        }
+    }
+
     /// The proxy forwarded `n` request-body octets of `stream`: credit them
     /// back to the client (WINDOW_UPDATE on the stream and the connection,
     /// sent by the next `poll_output`). Nothing is ever credited otherwise,
@@ -146,5 +170,59 @@ impl ServerConn {
         if let Some(s) = self.streams.get_mut(&stream) {
             s.credit = s.credit.saturating_add(n);
         }
+    }
+}
+
+/// Consecutive marks that reap a stalled stream: marks come every half
+/// `stall_timeout`, so three span at least the whole timeout.
+const STALL_SWEEPS: u8 = 3;
+
+impl ServerConn {
+    fn sweep_period(&self) -> Duration {
+        (self.settings.stall_timeout / 2).max(Duration::from_millis(1))
+    }
+
+    /// A stream opened at `now`: make sure a sweep is coming.
+    pub(super) fn arm_stall_sweep(&mut self, now: Instant) {
+        if self.sweep_at.is_none() {
+            self.sweep_at = Some(now + self.sweep_period());
+        }
+    }
+
+    /// Run what is due at `now` (the stall sweep); a call before the
+    /// deadline does nothing. Reaped streams come out as
+    /// `StreamReset { code: CANCEL, by_peer: false }` events.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.state, ConnState::Failed(_)) || self.sweep_at.is_none_or(|at| at > now) {
+            return;
+        }
+        let conn_open = self.conn_send_window > 0;
+        let mut reaped = Vec::new();
+        for (&id, s) in self.streams.iter_mut() {
+            let stalled = s.send == SendState::Body && (!conn_open || s.send_window <= 0);
+            if !stalled {
+                s.stall_sweeps = 0;
+                continue;
+            }
+            s.stall_sweeps = s.stall_sweeps.saturating_add(1);
+            if s.stall_sweeps >= STALL_SWEEPS {
+                reaped.push(id);
+            }
+        }
+        for id in reaped {
+            self.streams.remove(&id);
+            frame::write_rst(&mut self.out, id, ErrorCode::CANCEL);
+            self.remember_reset(id);
+            self.events.push_back(Event::StreamReset {
+                stream: id,
+                code: ErrorCode::CANCEL,
+                by_peer: false,
+            });
+        }
+        self.sweep_at = if self.streams.is_empty() {
+            None
+        } else {
+            Some(now + self.sweep_period())
+        };
     }
 }

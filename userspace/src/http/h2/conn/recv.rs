@@ -111,7 +111,24 @@ impl ServerConn {
                         content_length,
                     }
                 };
-                if !data.is_empty() || end {
+                if let Some(held) = stream.held.take() {
+                    if end {
+                        // Nothing followed what was held: the request is
+                        // complete (an empty END_STREAM DATA frame, since
+                        // more octets would have been an error above).
+                        self.events.push_back(*held);
+                    } else {
+                        stream.held = Some(held);
+                    }
+                } else if !end && !data.is_empty() && content_length == Some(received) {
+                    // The declared length is reached: the last octets wait
+                    // for END_STREAM (see `Stream::held`).
+                    stream.held = Some(Box::new(Event::Data {
+                        stream: id,
+                        data: data.to_vec(),
+                        end_stream: true,
+                    }));
+                } else if !data.is_empty() || end {
                     self.events.push_back(Event::Data {
                         stream: id,
                         data: data.to_vec(),
@@ -254,17 +271,25 @@ impl ServerConn {
             }
         };
         let send_window = i64::from(self.peer_initial_window);
+        self.arm_stall_sweep(now);
         match request {
             Ok(head) => {
-                self.streams.insert(
-                    id,
-                    Stream::new(recv, self.settings.initial_window_size, send_window),
-                );
-                self.events.push_back(Event::Request {
+                let mut stream = Stream::new(recv, self.settings.initial_window_size, send_window);
+                // §8.1.1: with `content-length: 0` any DATA would make the
+                // request malformed, so it is held until END_STREAM proves
+                // it complete (then it goes out as a request without body).
+                let hold = !end && content_length == Some(0);
+                let event = Event::Request {
                     stream: id,
                     head,
-                    end_stream: end,
-                });
+                    end_stream: end || hold,
+                };
+                if hold {
+                    stream.held = Some(Box::new(event));
+                } else {
+                    self.events.push_back(event);
+                }
+                self.streams.insert(id, stream);
                 Ok(())
             }
             Err(Refusal::Reject(e)) => {
@@ -274,6 +299,7 @@ impl ServerConn {
                 );
                 self.request_error(id, e, end, now)
             }
+            Err(Refusal::Malformed(_)) => self.stream_error(id, ErrorCode::PROTOCOL_ERROR, now),
             Err(Refusal::Reset(code)) => self.stream_error(id, code, now),
         }
     }
@@ -304,10 +330,17 @@ impl ServerConn {
                 match build_trailers(c) {
                     Ok(headers) => {
                         stream.recv = RecvState::Closed;
-                        self.events.push_back(Event::Trailers {
-                            stream: id,
-                            headers,
-                        });
+                        // A held step ends the request by itself; its
+                        // body had a Content-Length, which an HTTP/1.1
+                        // backend cannot follow with trailers anyway.
+                        let event = match stream.held.take() {
+                            Some(held) => *held,
+                            None => Event::Trailers {
+                                stream: id,
+                                headers,
+                            },
+                        };
+                        self.events.push_back(event);
                         self.maybe_finish(id);
                         Ok(())
                     }
@@ -332,7 +365,9 @@ impl ServerConn {
             return self.stream_error(id, ErrorCode::FRAME_SIZE_ERROR, now);
         }
         let dep = be_u32(payload, 0).unwrap_or(0) & MAX_WINDOW;
-        if dep == id.0 && !idle {
+        if dep == id.0 {
+            // §5.3.1: a stream error even on an idle stream (the stream is
+            // not opened by it; the RST_STREAM only answers the frame).
             return self.stream_error(id, ErrorCode::PROTOCOL_ERROR, now);
         }
         Ok(())
