@@ -128,21 +128,19 @@ fn client_hello_sni(body: &[u8]) -> Option<HelloSni> {
     Some(HelloSni::Absent)
 }
 
-/// RFC 6066 §3: `ServerName server_name_list<1..2^16-1>`; the first
-/// `host_name` (type 0) entry counts.
+/// RFC 6066 §3: `ServerName server_name_list<1..2^16-1>`, read as rustls
+/// reads it: the first entry must be a `host_name` (type 0), a second
+/// `host_name` is illegal, entries of unknown types end the list.
 fn server_name(data: &[u8]) -> Option<HelloSni> {
     let mut list = Reader(Reader(data).vec16()?);
-    while !list.0.is_empty() {
-        let kind = list.u8()?;
-        if kind != 0 {
-            // Unknown name types cannot be skipped (their encoding is
-            // unknown); rustls stops reading there too.
-            break;
-        }
-        let name = list.vec16()?;
-        return Some(host_name(name));
+    if list.u8() != Some(0) {
+        return Some(HelloSni::Invalid);
     }
-    Some(HelloSni::Absent)
+    let name = list.vec16()?;
+    if list.u8() == Some(0) {
+        return Some(HelloSni::Invalid);
+    }
+    Some(host_name(name))
 }
 
 fn host_name(name: &[u8]) -> HelloSni {
