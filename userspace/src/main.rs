@@ -33,13 +33,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Write a self-signed certificate + key (one PEM) for the given names.
+    /// Write a self-signed certificate + key (one PEM) for the given names,
+    /// valid from an hour ago for 90 days at most.
     SelfSigned {
         /// Names the certificate covers (`*.example.com` allowed).
         #[arg(long, required = true, value_delimiter = ',')]
         names: Vec<String>,
         #[arg(long)]
         out: PathBuf,
+        /// Validity in days (1 to 90; more is capped at 90).
+        #[arg(long, default_value_t = portier::tls::SELF_SIGNED_MAX_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
     },
     /// Operate on the XDP program of a running portier (through its pinned maps).
     Xdp {
@@ -110,12 +115,7 @@ fn main() -> ExitCode {
         Some(Command::Check { config }) => check(config),
         Some(Command::Xdp { command }) => xdp(command),
         Some(Command::Region { command }) => region_command(command),
-        Some(Command::SelfSigned { names, out }) => portier::tls::self_signed_pem(&names)
-            .map_err(anyhow::Error::from)
-            .and_then(|pem| {
-                std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))
-            })
-            .map(|()| println!("wrote {}", out.display())),
+        Some(Command::SelfSigned { names, out, days }) => self_signed(&names, &out, days),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -435,5 +435,18 @@ fn xdp(command: XdpCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `portier self-signed`: a certificate valid from an hour ago for `days`
+/// (capped at 90).
+fn self_signed(names: &[String], out: &std::path::Path, days: u32) -> anyhow::Result<()> {
+    let max = portier::tls::SELF_SIGNED_MAX_DAYS;
+    if days > max {
+        eprintln!("portier: --days {days} capped at {max}");
+    }
+    let pem = portier::tls::self_signed_pem_at(names, std::time::SystemTime::now(), days)?;
+    std::fs::write(out, pem).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} (valid for {} days)", out.display(), days.min(max));
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct ReactorCounters {
     pub tls_handshakes_tls12: AtomicU64,
     pub tls_handshakes_tls13: AtomicU64,
     pub tls_handshakes_resumed: AtomicU64,
+    /// ClientHellos whose SNI was an IP address / not a valid host name.
+    pub tls_bad_sni_ip: AtomicU64,
+    pub tls_bad_sni_invalid: AtomicU64,
     pub connections_accepted: AtomicU64,
 }
 
@@ -162,6 +165,21 @@ pub fn render_reactor_counters(control: &Control, out: &mut String) {
         out,
         "portier_tls_resumed_total {}",
         sum(control, |c| load(&c.tls_handshakes_resumed))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portier_tls_bad_sni_total ClientHellos whose SNI was an IP address (the default certificate serves) or not a valid host name (the handshake is refused)."
+    );
+    let _ = writeln!(out, "# TYPE portier_tls_bad_sni_total counter");
+    let _ = writeln!(
+        out,
+        "portier_tls_bad_sni_total{{kind=\"ip_address\"}} {}",
+        sum(control, |c| load(&c.tls_bad_sni_ip))
+    );
+    let _ = writeln!(
+        out,
+        "portier_tls_bad_sni_total{{kind=\"invalid\"}} {}",
+        sum(control, |c| load(&c.tls_bad_sni_invalid))
     );
     let _ = writeln!(
         out,

@@ -25,18 +25,7 @@ pub enum Decision<'a> {
 
 /// The origin-form part of a request target (`/path?query`), also for an
 /// absolute-form target (`http://host/path`).
-pub fn origin_form(target: &str) -> &str {
-    if target.starts_with('/') {
-        return target;
-    }
-    if let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        return rest.find('/').map_or("/", |i| &rest[i..]);
-    }
-    "/"
-}
+pub use crate::http::h1::request::origin_form;
 
 /// `host` is normalised (lowercase, no port, no trailing dot).
 /// `challenges` is read only for a challenge path over plain HTTP.
@@ -48,6 +37,7 @@ pub fn decide<'a>(
     https: bool,
 ) -> Decision<'a> {
     let path = origin_form(target);
+    let path = path.as_ref();
     let challenge_path = path.strip_prefix(ACME_CHALLENGE_PREFIX);
     if let Some(token) = challenge_path.filter(|_| !https)
         && let Some(table) = challenges()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::proc::{Backend, Conn, Proxy, app, curl, get, seen_header};
+use support::proc::{Backend, Conn, Proxy, UpgradingBackend, app, app_at, curl, get, seen_header};
 
 const HOST: &str = "demo.localhost";
 
@@ -792,4 +792,161 @@ fn queued_requests_are_served_in_arrival_order_across_reactor_threads() {
     let order: Vec<String> = gate.arrivals().into_iter().skip(2).collect();
     let want: Vec<String> = (0..40).map(|i| format!("/n/{i:02}")).collect();
     assert_eq!(order, want, "arrival order at the backends");
+}
+
+/// `Upgrade: h2c` is not forwarded: the backend (which would switch) sees a
+/// plain request, the connection stays HTTP/1.1, and the next request on it
+/// is processed — a forged `X-Forwarded-For` replaced.
+#[test]
+fn non_websocket_upgrades_are_not_forwarded_and_the_connection_stays_http() {
+    let b = UpgradingBackend::start(false);
+    let p = Proxy::start("", &app_at("demo", HOST, &[b.addr], ""));
+    let mut c = Conn::open(p.addr);
+    c.send(
+        format!(
+            "GET /first HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.response();
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    c.send(
+        format!("GET /second HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(c.response().status, 200);
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2, "two requests, no tunnel: {seen:?}");
+    let first = seen[0].to_ascii_lowercase();
+    for gone in ["upgrade", "http2-settings", "connection"] {
+        assert!(!first.contains(gone), "{gone} forwarded: {first}");
+    }
+    assert!(
+        seen[1].contains("X-Forwarded-For: 127.0.0.1\r\n"),
+        "{}",
+        seen[1]
+    );
+    assert!(!seen[1].contains("6.6.6.6"), "{}", seen[1]);
+}
+
+/// A backend that switches protocols on a request Portier did not forward
+/// as an upgrade gets no tunnel: 502 and the client connection closes;
+/// nothing more reaches the backend.
+#[test]
+fn a_101_to_a_request_not_forwarded_as_an_upgrade_is_a_502_and_closes() {
+    let b = UpgradingBackend::start(true);
+    let p = Proxy::start("", &app_at("demo", HOST, &[b.addr], ""));
+    let mut c = Conn::open(p.addr);
+    c.send(
+        format!(
+            "GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\
+             GET /smuggled HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.response();
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.header("x-portier-error"),
+        Some("upstream_invalid_response")
+    );
+    assert!(c.is_closed(), "the client connection closes after the 502");
+    std::thread::sleep(Duration::from_millis(200));
+    let seen = b.seen();
+    assert_eq!(seen.len(), 1, "only the first request reached it: {seen:?}");
+    assert!(
+        !seen[0].to_ascii_lowercase().contains("upgrade"),
+        "{}",
+        seen[0]
+    );
+}
+
+/// Absolute-form targets: routed by their authority, sent to the backend in
+/// origin-form with Host = the authority, whatever Host the client sent.
+#[test]
+fn absolute_form_routes_by_its_authority_and_reaches_the_backend_in_origin_form() {
+    let b = Backend::start("b");
+    let p = Proxy::start("", &app("demo", HOST, &[&b], ""));
+    let mut c = Conn::open(p.addr);
+    c.send(format!("GET http://{HOST}/p?q=1 HTTP/1.1\r\nHost: nope.localhost\r\n\r\n").as_bytes());
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["target"], "/p?q=1");
+    assert_eq!(seen_header(&echo, "host").as_deref(), Some(HOST));
+    let hosts = echo["headers"]
+        .as_array()
+        .map(|a| a.iter().filter(|h| h[0].as_str() == Some("Host")).count());
+    assert_eq!(hosts, Some(1), "one Host: {echo}");
+    // The authority decides, not the Host field.
+    c.send(format!("GET http://nope.localhost/ HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes());
+    let r = c.response();
+    assert_eq!(
+        (r.status, r.header("x-portier-error")),
+        (404, Some("unknown_host"))
+    );
+    // A real client speaking to Portier as a forward proxy (curl -x).
+    let (code, out) = curl(&[
+        "-s",
+        "-x",
+        &format!("http://{}", p.addr),
+        &format!("http://{HOST}/via-proxy"),
+    ]);
+    assert_eq!(code, 0);
+    let echo: serde_json::Value = serde_json::from_str(&out).expect("echo");
+    assert_eq!(echo["target"], "/via-proxy");
+    assert_eq!(seen_header(&echo, "host").as_deref(), Some(HOST));
+    assert_eq!(seen_header(&echo, "proxy-connection"), None);
+}
+
+/// Field names with `_` never reach the backend (nginx's default), so none
+/// can pose as a framing or forwarding field to a CGI-style app.
+#[test]
+fn header_names_with_underscores_are_dropped() {
+    let b = Backend::start("b");
+    let p = Proxy::start("", &app("demo", HOST, &[&b], ""));
+    let url = format!("http://{}/u", p.addr);
+    let (code, out) = curl(&[
+        "-s",
+        "-H",
+        &format!("Host: {HOST}"),
+        "-H",
+        "X_Forwarded_For: 6.6.6.6",
+        "-H",
+        "X_Real_Ip: 6.6.6.6",
+        "-H",
+        "X_Request_Id: forged",
+        "-H",
+        "Transfer_Encoding: chunked",
+        "-H",
+        "Content_Length: 5",
+        "-H",
+        "My_App_Header: 1",
+        "-H",
+        "X-Kept: yes",
+        &url,
+    ]);
+    assert_eq!(code, 0);
+    let echo: serde_json::Value = serde_json::from_str(&out).expect("echo");
+    let names: Vec<&str> = echo["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter_map(|h| h[0].as_str())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
+    assert_eq!(seen_header(&echo, "x-kept").as_deref(), Some("yes"));
+    assert_eq!(
+        seen_header(&echo, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        seen_header(&echo, "x-real-ip").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_ne!(
+        seen_header(&echo, "x-request-id").as_deref(),
+        Some("forged")
+    );
 }

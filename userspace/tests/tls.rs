@@ -2,7 +2,10 @@
 //! certificates (generated at test time), only TLS 1.2/1.3 with
 //! forward-secret AEAD suites negotiate (checked with `openssl s_client`),
 //! resumption works (rustls client), certificates swap in without a restart,
-//! and HTTPS requests are forwarded with `X-Forwarded-Proto: https`.
+//! HTTPS requests are forwarded with `X-Forwarded-Proto: https`, the server
+//! picks the cipher suite, a flood of IP-address SNIs is counted rather than
+//! logged, a non-WebSocket upgrade over TLS is not forwarded, and `portier
+//! self-signed` certificates last 90 days at most.
 
 mod support;
 
@@ -34,6 +37,11 @@ struct TlsProxy {
 }
 
 fn start(backend: &Backend) -> TlsProxy {
+    start_with(backend, "")
+}
+
+/// `rest`: more config after the app (e.g. an `[admin]` section).
+fn start_with(backend: &Backend, rest: &str) -> TlsProxy {
     let certs = std::env::temp_dir().join(format!(
         "portier-tls-it-{}-{}",
         std::process::id(),
@@ -49,11 +57,14 @@ fn start(backend: &Backend) -> TlsProxy {
             "https = [\"127.0.0.1:{https_port}\"]\n[tls]\ncert_dir = \"{}\"\nreload_interval_ms = 100\n",
             certs.display()
         ),
-        &app(
-            "demo",
-            "www.example.test",
-            &[backend],
-            "force_https = true\n",
+        &format!(
+            "{}\n{rest}",
+            app(
+                "demo",
+                "www.example.test",
+                &[backend],
+                "force_https = true\n",
+            )
         ),
     );
     TlsProxy {
@@ -301,4 +312,211 @@ fn certificates_swap_in_without_a_restart() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(subject_for(p.https_port, Some("www.example.test")).contains("renewed.example.test"));
     let _ = &p.proxy;
+}
+
+/// The server's preference decides, whatever order the client offers.
+#[test]
+fn the_server_chooses_the_cipher_suite() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    let sni = ["-servername", "www.example.test"];
+    // The client ranks the server's last choice first.
+    let tls12 = s_client(
+        p.https_port,
+        &[
+            &sni[..],
+            &[
+                "-tls1_2",
+                "-cipher",
+                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        tls12.contains("TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256"),
+        "{tls12}"
+    );
+    let tls13 = s_client(
+        p.https_port,
+        &[
+            &sni[..],
+            &[
+                "-tls1_3",
+                "-ciphersuites",
+                "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        tls13.contains("TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"),
+        "{tls13}"
+    );
+    // Offered alone, a lower-ranked suite still negotiates.
+    let only = s_client(
+        p.https_port,
+        &[
+            &sni[..],
+            &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+        ]
+        .concat(),
+    );
+    assert!(
+        only.contains("TLSv1.3, Cipher is TLS_CHACHA20_POLY1305_SHA256"),
+        "{only}"
+    );
+}
+
+/// 200 handshakes with an IP address as SNI (as some clients and scanners
+/// send): the default certificate serves them, the log stays quiet, and the
+/// metric counts every one.
+#[test]
+fn ip_address_sni_is_counted_not_logged() {
+    let b = Backend::start("b");
+    let admin = support::proc::free_port();
+    let token_dir = std::env::temp_dir().join(format!("portier-tls-admin-{admin}"));
+    std::fs::create_dir_all(&token_dir).expect("mkdir");
+    let token_file = token_dir.join("admin.token");
+    let token = "0123456789abcdef0123456789abcdef";
+    std::fs::write(&token_file, token).expect("token");
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    let p = start_with(
+        &b,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+    );
+    assert!(subject_for(p.https_port, Some("127.0.0.1")).contains("default.localhost"));
+    while p.proxy.portier.lines.try_recv().is_ok() {}
+    let port = p.https_port;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let out = s_client(port, &["-servername", "127.0.0.1", "-tls1_3"]);
+                    assert!(out.contains("TLSv1.3, Cipher is"), "{out}");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("handshakes");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let lines: Vec<String> = p.proxy.portier.lines.try_iter().collect();
+    assert!(lines.len() <= 3, "{} log lines: {lines:#?}", lines.len());
+    let (code, metrics) = support::proc::curl(&[
+        "-s",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!("http://127.0.0.1:{admin}/metrics"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        metrics.contains("portier_tls_bad_sni_total{kind=\"ip_address\"} 201\n"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("tls"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains("portier_tls_bad_sni_total{kind=\"invalid\"} 0\n"));
+    let _ = std::fs::remove_dir_all(&token_dir);
+}
+
+/// `Upgrade: h2c` over TLS is not forwarded: the next request on the same
+/// TLS connection is processed (its forged X-Forwarded-For replaced).
+#[test]
+fn h2c_upgrade_over_tls_is_not_forwarded() {
+    let b = Backend::start("b");
+    let p = start(&b);
+    let cfg = client_config(&[&rustls::version::TLS13]);
+    let mut sock = TcpStream::connect(("127.0.0.1", p.https_port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut conn =
+        ClientConnection::new(cfg, ServerName::try_from("www.example.test").expect("name"))
+            .expect("client");
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(
+        b"GET /one HTTP/1.1\r\nHost: www.example.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n\
+          GET /two HTTP/1.1\r\nHost: www.example.test\r\nX-Forwarded-For: 6.6.6.6\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let bodies: Vec<serde_json::Value> = text
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| {
+            assert!(r.starts_with("200"), "{text}");
+            let body = &r[r.find("\r\n\r\n").expect("head") + 4..];
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+        })
+        .collect();
+    assert_eq!(bodies.len(), 2, "{text}");
+    assert_eq!(seen_header(&bodies[0], "upgrade"), None);
+    assert_eq!(seen_header(&bodies[0], "http2-settings"), None);
+    assert_eq!(bodies[1]["target"], "/two");
+    assert_eq!(
+        seen_header(&bodies[1], "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+}
+
+/// `portier self-signed`: valid from an hour ago for 90 days, or fewer
+/// with `--days`, never more.
+#[test]
+fn self_signed_certificates_last_90_days_at_most() {
+    let dir = std::env::temp_dir().join(format!(
+        "portier-self-signed-{}",
+        support::proc::free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let validity = |extra: &[&str]| {
+        let out = dir.join("c.pem");
+        let status = Command::new(support::proc::bin())
+            .args(["self-signed", "--names", "a.test", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .expect("portier self-signed");
+        assert!(status.status.success(), "{status:?}");
+        let pem = std::fs::read(&out).expect("pem");
+        let der = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+            .next()
+            .map(|c: Result<CertificateDer<'static>, _>| c.expect("pem"))
+            .expect("a certificate");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        (
+            cert.validity().not_before.timestamp() - now,
+            cert.validity().not_after.timestamp() - now,
+        )
+    };
+    let day = 86_400;
+    let (before, after) = validity(&[]);
+    assert!((-3610..=-3590).contains(&before), "{before}");
+    assert!((90 * day - 10..=90 * day).contains(&after), "{after}");
+    let (_, after) = validity(&["--days", "7"]);
+    assert!((7 * day - 10..=7 * day).contains(&after), "{after}");
+    let (_, after) = validity(&["--days", "3650"]);
+    assert!(
+        (90 * day - 10..=90 * day).contains(&after),
+        "capped: {after}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -214,6 +214,18 @@ fn build(release: bool) -> anyhow::Result<()> {
     run_cmd(&mut c)
 }
 
+/// The certificate in `pem` expires within `secs` (or cannot be read):
+/// `openssl x509 -checkend` (openssl is one of the packages `setup` installs).
+fn expires_within(pem: &Path, secs: u64) -> bool {
+    !Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &secs.to_string(), "-in"])
+        .arg(pem)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn portier_release() -> PathBuf {
     root().join("target/release/portier")
 }
@@ -239,11 +251,12 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("portier.toml");
     let privileged = is_root();
-    // A self-signed certificate for the demo's HTTPS listener (kept across runs).
+    // A self-signed certificate for the demo's HTTPS listener, kept across
+    // runs until it expires within a week (it lasts 90 days at most).
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)?;
     let pem = certs.join("default.pem");
-    if !pem.exists() {
+    if !pem.exists() || expires_within(&pem, 7 * 86_400) {
         run_cmd(
             Command::new(portier_release())
                 .args(["self-signed", "--names"])

@@ -46,7 +46,7 @@
 //! | `transfer_encoding_in_http10`           | 400 | Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1) |
 //! | `missing_host`                          | 400 | HTTP/1.1 request without Host (RFC 9112 §3.2) |
 //! | `multiple_host`                         | 400 | more than one Host line (RFC 9112 §3.2) |
-//! | `invalid_host`                          | 400 | Host not `uri-host [":" port]` (RFC 9110 §7.2) |
+//! | `invalid_host`                          | 400 | Host not `uri-host [":" port]` (RFC 9110 §7.2), or an empty absolute-form host (RFC 9110 §4.2.1) |
 //! | `invalid_chunk_size`                    | 400 | chunk size empty, not hex, > 16 digits (RFC 9112 §7.1) |
 //! | `invalid_chunk_framing`                 | 400 | missing CRLF / bare LF in chunked framing, bad extension bytes (RFC 9112 §7.1) |
 //! | `incomplete_body`                       | 400 | client closed mid-body (RFC 9112 §8) |
@@ -56,7 +56,7 @@
 //! | `uri_too_long`                          | 414 | request target > `max_header_line` |
 //! | `body_too_large`                        | 413 | body > `max_body` (Content-Length up front, or streamed) |
 //! | `chunk_extension_too_large`             | 400 | chunk extensions on one size line > 4 KiB |
-//! | `upstream_invalid_response`             | 502 | backend status line / fields malformed |
+//! | `upstream_invalid_response`             | 502 | backend status line / fields malformed, or a 101 to a request not forwarded as a WebSocket upgrade |
 //! | `upstream_header_too_large`             | 502 | backend head over the limits |
 //! | `upstream_invalid_framing`              | 502 | backend CL/TE ambiguous or unsupported |
 //! | `upstream_invalid_chunk`                | 502 | backend chunked body malformed |

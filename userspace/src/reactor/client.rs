@@ -12,6 +12,7 @@ use super::conn::*;
 use super::core::{Reactor, tok};
 use crate::http::answer::Answer;
 use crate::http::h1::server::Input;
+use crate::tls::hello::HelloSni;
 
 impl Reactor {
     pub(super) fn client_read(&mut self, token: Token) {
@@ -29,7 +30,15 @@ impl Reactor {
             ClientState::H1(h) if h.conn.wants_head() => limits.max_header_section + 1,
             _ => HIGH_WATER,
         };
-        match c.read(cap, &mut self.scratch, self.drain_reads) {
+        let read = c.read(cap, &mut self.scratch, self.drain_reads);
+        // Counted before a refused handshake closes the connection.
+        if let Some(sni) = c.tls.as_mut().and_then(|t| t.take_hello_sni()) {
+            self.count_hello_sni(sni);
+        }
+        let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
+            return;
+        };
+        match read {
             Ok(r) => {
                 c.eof |= r.eof;
                 c.read_paused = r.paused;
@@ -47,6 +56,20 @@ impl Reactor {
         }
         self.after_handshake(token);
         self.client_progress(token);
+    }
+
+    /// An IP address or an invalid name as SNI: rustls only logs it (that
+    /// log is silenced, one line per connection being a flood), so count it.
+    fn count_hello_sni(&self, sni: HelloSni) {
+        let Some(counters) = self.counters() else {
+            return;
+        };
+        let counter = match sni {
+            HelloSni::IpAddress => &counters.tls_bad_sni_ip,
+            HelloSni::Invalid => &counters.tls_bad_sni_invalid,
+            HelloSni::Absent | HelloSni::DnsName | HelloSni::Unknown => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Once per TLS connection, when the handshake completes: count it

@@ -130,7 +130,7 @@ impl Reactor {
                         head.method.as_str(),
                         "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
                     ),
-                upgrade: head.upgrade.is_some(),
+                upgrade: head.is_websocket_upgrade(),
                 keep_alive: head.keep_alive,
                 request_id: fwd.request_id,
             },

@@ -9,6 +9,7 @@ use mio::Token;
 use super::conn::*;
 use super::core::{Reactor, tok};
 use crate::exchange::{ExchangeId, pump};
+use crate::http::HttpError;
 use crate::http::h1::{
     BodyDecoder, BodyKind, ResponseHead, encode_response_head, parse_response_head,
 };
@@ -219,6 +220,18 @@ impl Reactor {
         if ex.stream().is_some() {
             return self.h2_response_head(xid, up, head);
         }
+        if head.is_switching_protocols()
+            && !(ex.route.request.upgrade && head.switches_to_websocket())
+        {
+            // A 101 to a request Portier did not forward as a WebSocket
+            // upgrade (or switching to another protocol than the one
+            // offered, RFC 9110 §7.8): tunnelling would let the client's
+            // next bytes reach the backend unparsed — no forwarding
+            // headers, no limits, a forged X-Forwarded-For believed. Never
+            // a tunnel: 502, and both connections close.
+            self.fail_exchange(xid, HttpError::UpstreamInvalidResponse);
+            return false;
+        }
         let (min_size, level) = (self.snapshot.gzip_min_size, self.snapshot.gzip_level);
         let client = tok(ex.route.client);
         let version = ex.client_version();
@@ -232,7 +245,7 @@ impl Reactor {
             encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             return true;
         }
-        if head.is_switching_protocols() && ex.route.request.upgrade {
+        if head.is_switching_protocols() {
             encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
             c.wbuf.extend_from_slice(&u.rbuf);
             u.rbuf.clear();

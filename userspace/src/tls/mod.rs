@@ -1,10 +1,12 @@
 //! TLS termination: the rustls server configuration (ring provider, TLS 1.2
-//! and 1.3 with forward-secret AEAD suites only, ALPN, session resumption)
-//! and the certificate store behind SNI.
+//! and 1.3 with forward-secret AEAD suites only, the server's suite order
+//! over the client's, ALPN, session resumption) and the certificate store
+//! behind SNI.
 //!
 //! The reactor owns each `rustls::ServerConnection` and drives it without
 //! blocking; this module only builds the shared, immutable configuration.
 
+pub mod hello;
 pub mod install;
 pub mod session;
 pub mod store;
@@ -119,6 +121,11 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Server preference (RFC 8446 §4.1.1, RFC 5246 §7.4.1.3: the server
+        // selects): the suite is the first of `provider.cipher_suites` the
+        // client offers, whatever order the client lists them in, so a
+        // client cannot steer a handshake onto the suite we rank lowest.
+        config.ignore_client_order = true;
         if resumption {
             // Stateless tickets (TLS 1.3 and 1.2) and a session-id cache.
             config.ticketer = ring_provider::Ticketer::new()?;
@@ -140,8 +147,21 @@ impl Tls {
     }
 }
 
-/// A self-signed certificate + key for `names` as one PEM (the demo, tests).
-pub fn self_signed_pem(names: &[String]) -> Result<String, rcgen::Error> {
+/// Longest validity, in days, of a certificate from [`self_signed_pem_at`]:
+/// a test or demo certificate that leaks must not stay usable for years
+/// (the CA/Browser Forum is heading to 47 days; 90 is Let's Encrypt's).
+pub const SELF_SIGNED_MAX_DAYS: u32 = 90;
+
+/// A self-signed certificate + key for `names` as one PEM (`portier
+/// self-signed`, the demo, tests), valid from `now` − 1 h (clock skew
+/// between machines) until `now` + `days` days; `days` is capped at
+/// [`SELF_SIGNED_MAX_DAYS`] (and at least 1).
+pub fn self_signed_pem_at(
+    names: &[String],
+    now: std::time::SystemTime,
+    days: u32,
+) -> Result<String, rcgen::Error> {
+    use std::time::{Duration, UNIX_EPOCH};
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(names.to_vec())?;
     if let Some(first) = names.first() {
@@ -149,8 +169,21 @@ pub fn self_signed_pem(names: &[String]) -> Result<String, rcgen::Error> {
             .distinguished_name
             .push(rcgen::DnType::CommonName, first.as_str());
     }
+    // Whole seconds: X.509 times have no fractions.
+    let since_epoch =
+        Duration::from_secs(now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    let days = u64::from(days.clamp(1, SELF_SIGNED_MAX_DAYS));
+    params.not_before = epoch + since_epoch.saturating_sub(Duration::from_secs(3600));
+    params.not_after = epoch + since_epoch + Duration::from_secs(days * 86_400);
     let cert = params.self_signed(&key)?;
     Ok(format!("{}{}", cert.pem(), key.serialize_pem()))
+}
+
+/// [`self_signed_pem_at`] from the wall clock, for the longest validity:
+/// the convenience of the CLI and tests (never called on the data path).
+pub fn self_signed_pem(names: &[String]) -> Result<String, rcgen::Error> {
+    self_signed_pem_at(names, std::time::SystemTime::now(), SELF_SIGNED_MAX_DAYS)
 }
 
 #[cfg(test)]
@@ -286,6 +319,37 @@ mod tests {
             .expect_err("refused")
             .to_string();
         assert!(err.contains("bad.pem"), "{err}");
+    }
+
+    #[test]
+    fn self_signed_certificates_last_at_most_90_days_from_an_hour_ago() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let validity = |days| {
+            let pem = self_signed_pem_at(&["v.test".into()], now, days).expect("pem");
+            let der = rustls_pemfile_first_cert(&pem);
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+            (
+                cert.validity().not_before.timestamp(),
+                cert.validity().not_after.timestamp(),
+            )
+        };
+        assert_eq!(
+            validity(90),
+            (1_800_000_000 - 3600, 1_800_000_000 + 90 * 86_400)
+        );
+        assert_eq!(validity(7).1, 1_800_000_000 + 7 * 86_400);
+        assert_eq!(validity(4000).1, 1_800_000_000 + 90 * 86_400, "capped");
+        assert_eq!(validity(0).1, 1_800_000_000 + 86_400, "at least a day");
+    }
+
+    fn rustls_pemfile_first_cert(pem: &str) -> Vec<u8> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .expect("a certificate")
+            .expect("valid pem")
+            .to_vec()
     }
 
     #[test]

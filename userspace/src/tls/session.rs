@@ -9,6 +9,8 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
+use super::hello::{self, HelloSni};
+
 /// Outcome of draining a source into a buffer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadOutcome {
@@ -30,6 +32,26 @@ pub struct Handshake {
 pub struct Session {
     conn: rustls::ServerConnection,
     handshake_seen: bool,
+    /// The client's first bytes, kept until its ClientHello's SNI is
+    /// classified (then freed); `None` afterwards.
+    hello: Option<Vec<u8>>,
+    /// The classification, until taken.
+    sni: Option<HelloSni>,
+}
+
+/// Copies what a read returns into `copy` (the ClientHello being looked at).
+struct Tap<'a, R> {
+    inner: &'a mut R,
+    copy: &'a mut Vec<u8>,
+}
+
+impl<R: Read> Read for Tap<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy
+            .extend_from_slice(buf.get(..n).unwrap_or_default());
+        Ok(n)
+    }
 }
 
 /// Plaintext rustls may buffer per direction.
@@ -42,7 +64,33 @@ impl Session {
         Ok(Session {
             conn,
             handshake_seen: false,
+            hello: Some(Vec::new()),
+            sni: None,
         })
+    }
+
+    /// What the ClientHello's `server_name` held, once it has arrived:
+    /// `Some` once (the reactor counts IP addresses and invalid names,
+    /// which rustls would only log).
+    pub fn take_hello_sni(&mut self) -> Option<HelloSni> {
+        self.sni.take()
+    }
+
+    /// Records from `io` into rustls, looking at the ClientHello on its way.
+    fn read_tls(&mut self, io: &mut impl Read) -> io::Result<usize> {
+        let Some(copy) = self.hello.as_mut() else {
+            return self.conn.read_tls(io);
+        };
+        let n = self.conn.read_tls(&mut Tap { inner: io, copy })?;
+        let verdict = hello::classify(copy).or_else(|| {
+            // Records up to the largest hello and a header: past that, stop.
+            (copy.len() > hello::MAX_HELLO + 2 * 5).then_some(HelloSni::Unknown)
+        });
+        if let Some(sni) = verdict {
+            self.sni = Some(sni);
+            self.hello = None;
+        }
+        Ok(n)
     }
 
     /// The handshake just completed: what it settled. `Some` once.
@@ -133,7 +181,7 @@ impl Session {
                     paused: false,
                 });
             }
-            match self.conn.read_tls(io) {
+            match self.read_tls(io) {
                 Ok(0) => source_eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -387,3 +387,80 @@ pub fn curl(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// A raw backend that behaves like an `h2c`-capable server: it answers
+/// `101 Switching Protocols` (`Upgrade: h2c`) to a request offering h2c —
+/// or to every request when `always` — and then records whatever bytes
+/// follow as tunnelled; other requests get `200 ok` on a keep-alive
+/// connection. Every request head it received is recorded as text.
+pub struct UpgradingBackend {
+    pub addr: SocketAddr,
+    /// Request heads received, then `TUNNEL:<bytes>` for bytes after a 101.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl UpgradingBackend {
+    pub fn start(always: bool) -> UpgradingBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().map_while(Result::ok) {
+                let record = record.clone();
+                std::thread::spawn(move || Self::serve(s, always, &record));
+            }
+        });
+        UpgradingBackend { addr, seen }
+    }
+
+    fn serve(mut s: TcpStream, always: bool, record: &std::sync::Mutex<Vec<String>>) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let mut tunnel = false;
+        loop {
+            if tunnel {
+                if !buf.is_empty() {
+                    let bytes = String::from_utf8_lossy(&buf).into_owned();
+                    record.lock().expect("lock").push(format!("TUNNEL:{bytes}"));
+                    buf.clear();
+                }
+            } else if let Some(end) = find(&buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                buf.drain(..end + 4);
+                let h2c = head
+                    .to_ascii_lowercase()
+                    .lines()
+                    .any(|l| l.starts_with("upgrade:") && l.contains("h2c"));
+                record.lock().expect("lock").push(head);
+                let answer: &[u8] = if always || h2c {
+                    tunnel = true;
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                };
+                if s.write_all(answer).is_err() {
+                    return;
+                }
+                continue;
+            }
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// `app(...)` for backends given by address.
+pub fn app_at(name: &str, domain: &str, backends: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[[apps]]\nname = \"{name}\"\ndomains = [\"{domain}\"]\nbackends = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}

@@ -24,9 +24,11 @@ use super::response::ResponseHead;
 use crate::http::CONNECTION_SPECIFIC;
 
 /// Dropped when forwarding, besides [`CONNECTION_SPECIFIC`]: the other
-/// hop-by-hop fields (`TE`, `Trailer`: RFC 9110 §7.6.1) and
-/// `Content-Length`, which is re-emitted from `body` (RFC 9112 §6).
-const ALSO_HOP_BY_HOP: &[&str] = &["te", "trailer", "content-length"];
+/// hop-by-hop fields (`TE`, `Trailer`: RFC 9110 §7.6.1), `HTTP2-Settings`
+/// (connection-specific, meaningful only with the `h2c` upgrade Portier
+/// never forwards, RFC 7540 §3.2.1) and `Content-Length`, which is
+/// re-emitted from `body` (RFC 9112 §6).
+const ALSO_HOP_BY_HOP: &[&str] = &["te", "trailer", "http2-settings", "content-length"];
 
 /// A field never copied from the received head.
 fn hop_by_hop(name: &str) -> bool {
@@ -37,29 +39,59 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// Write the request head toward a backend: always `HTTP/1.1`, persistent
-/// (no `Connection` field) unless this is an upgrade, in which case
-/// `Connection: upgrade` and `Upgrade` are kept (RFC 9110 §7.8). Hop-by-hop
-/// fields and every field named in `Connection` are dropped (RFC 9110
-/// §7.6.1) — except `Host`, which a client cannot make disappear. Fields in
-/// `extra` replace same-named incoming ones (ASCII case-insensitive) and
-/// come last.
+/// (no `Connection` field) unless this is a WebSocket upgrade, in which case
+/// `Connection: upgrade` and `Upgrade: websocket` are sent (RFC 9110 §7.8).
+/// Any other upgrade (`h2c`, `TLS/1.0`...) is not forwarded: `Upgrade` is
+/// hop-by-hop and the `upgrade` token goes with the rest of `Connection`,
+/// so the backend sees a plain request it cannot switch protocols on.
+/// Hop-by-hop fields and every field named in `Connection` are dropped (RFC
+/// 9110 §7.6.1) — except `Host`, which a client cannot make disappear.
+/// Field names containing `_` are dropped (see [`is_underscored`]). An
+/// absolute-form target is sent in origin-form with `Host` set to its
+/// authority, first (RFC 9112 §3.2.2: a proxy "MUST generate a new Host
+/// field value based on the received request-target rather than forward the
+/// received Host field value"). Fields in `extra` replace same-named
+/// incoming ones (ASCII case-insensitive) and come last.
 pub fn encode_request_head(head: &RequestHead, extra: &[(&str, &[u8])], out: &mut Vec<u8>) {
     push_sanitized(out, head.method.as_bytes(), true);
     out.push(b' ');
-    push_sanitized(out, head.target.as_bytes(), false);
+    push_sanitized(out, head.origin_form().as_bytes(), false);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in forwarded_fields(&head.headers, extra, &["host"]) {
+    let authority = head
+        .host
+        .as_ref()
+        .filter(|_| head.is_absolute_form())
+        .map(|h| h.raw.as_bytes());
+    if let Some(authority) = authority {
+        push_field(out, "Host", authority);
+    }
+    let fields = forwarded_fields(&head.headers, extra, &["host"])
+        .filter(|(name, _)| !is_underscored(name))
+        .filter(|(name, _)| authority.is_none() || !name.eq_ignore_ascii_case("host"));
+    for (name, value) in fields {
         push_field(out, name, value);
     }
     push_framing(out, head.body);
-    if let Some(upgrade) = &head.upgrade {
+    if head.is_websocket_upgrade() {
         push_field(out, "Connection", b"upgrade");
-        push_field(out, "Upgrade", upgrade.as_bytes());
+        push_field(out, "Upgrade", b"websocket");
     }
     for (name, value) in extra {
         push_field(out, name, value);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// A request field whose name contains `_` is never forwarded, whatever
+/// the name (nginx's `underscores_in_headers off`). CGI-style gateways
+/// (Rack, WSGI, PHP, most app servers) map both `-` and `_` to `_`, so
+/// `X_Forwarded_For` or `Transfer_Encoding` reaches the app as the same
+/// variable as the field Portier set or framed by; the same holds for any
+/// name an app trusts from its edge (`X-Auth-User`...), which Portier
+/// cannot know, hence all of them rather than a list of sensitive names.
+/// `-` is the only separator in registered field names.
+pub fn is_underscored(name: &str) -> bool {
+    name.contains('_')
 }
 
 /// Write the response head toward a client: always `HTTP/1.1` (RFC 9110
@@ -331,7 +363,7 @@ impl std::fmt::Write for ByteWriter<'_> {
 mod tests {
     use super::*;
     use crate::http::Limits;
-    use crate::http::h1::{BodyDecoder, parse_request_head, parse_response_head};
+    use crate::http::h1::{BodyDecoder, Host, parse_request_head, parse_response_head};
 
     fn request(buf: &[u8]) -> RequestHead {
         parse_request_head(buf, &Limits::default())
@@ -406,6 +438,95 @@ mod tests {
             text(&out),
             "GET /ws HTTP/1.1\r\nHost: x\r\nSec-WebSocket-Key: k\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn strips_upgrades_other_than_websocket() {
+        for (upgrade, connection) in [
+            ("h2c", "Upgrade, HTTP2-Settings"),
+            ("TLS/1.2", "upgrade"),
+            ("websocketx", "upgrade"),
+        ] {
+            let head = request(
+                format!(
+                    "GET / HTTP/1.1\r\nHost: x\r\nConnection: {connection}\r\nUpgrade: {upgrade}\r\n\
+                     HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nA: 1\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            assert!(!head.is_websocket_upgrade(), "{upgrade}");
+            let mut out = Vec::new();
+            encode_request_head(&head, &[], &mut out);
+            assert_eq!(
+                text(&out),
+                "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\n\r\n",
+                "{upgrade}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwards_only_websocket_from_a_list_of_upgrades() {
+        let head = request(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+              Upgrade: h2c, WebSocket\r\n\r\n",
+        );
+        let mut out = Vec::new();
+        encode_request_head(&head, &[], &mut out);
+        assert_eq!(
+            text(&out),
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_form_goes_in_origin_form_with_its_authority_as_host() {
+        for (target, origin) in [
+            ("http://Demo.Test:8080/p?q=1", "/p?q=1"),
+            ("https://Demo.Test:8080", "/"),
+            ("HTTP://Demo.Test:8080?q=1", "/?q=1"),
+            ("http://Demo.Test:8080/p#frag", "/p"),
+        ] {
+            let head = request(
+                format!("GET {target} HTTP/1.1\r\nA: 1\r\nHost: evil.test\r\nB: 2\r\n\r\n")
+                    .as_bytes(),
+            );
+            let mut out = Vec::new();
+            encode_request_head(&head, &[("X-Request-ID", b"r")], &mut out);
+            assert_eq!(
+                text(&out),
+                format!(
+                    "GET {origin} HTTP/1.1\r\nHost: Demo.Test:8080\r\nA: 1\r\nB: 2\r\nX-Request-ID: r\r\n\r\n"
+                ),
+                "{target}"
+            );
+            // What the backend parses is what Portier routed on.
+            let back = request(&out);
+            assert_eq!(
+                back.host,
+                head.host.map(|h| Host {
+                    raw: "Demo.Test:8080".into(),
+                    ..h
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn drops_every_field_name_with_an_underscore() {
+        let head = request(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer_Encoding: chunked\r\nContent_Length: 9\r\n\
+              X_Forwarded_For: 6.6.6.6\r\nX_Real_Ip: 6.6.6.6\r\nX_Request_Id: forged\r\n\
+              X_Forwarded_Proto: https\r\nHost_: evil\r\nMy_Custom: 1\r\nX-Kept: 2\r\n\
+              Content-Length: 3\r\n\r\n",
+        );
+        let mut out = Vec::new();
+        encode_request_head(&head, &[("X-Forwarded-For", b"1.2.3.4")], &mut out);
+        assert_eq!(
+            text(&out),
+            "POST / HTTP/1.1\r\nHost: x\r\nX-Kept: 2\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n"
+        );
+        assert!(is_underscored("x_y") && !is_underscored("x-y"));
     }
 
     #[test]

@@ -16,13 +16,14 @@
 
 use super::body::BodyKind;
 use super::head::{
-    Framing, Headers, Scan, classify_request_error, find_header, framing, lists_token, own_headers,
-    scan_head,
+    Framing, Headers, Scan, classify_request_error, find_header, framing, list_elements,
+    lists_token, own_headers, scan_head,
 };
 use crate::http::{HttpError, Limits};
 
 /// The `Host` of a request, from the absolute-form target if there is one
-/// (RFC 9112 §3.2.2), else from the Host field.
+/// (RFC 9112 §3.2.2: the received Host field is then ignored, though it
+/// must still be there and valid), else from the Host field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     /// Lowercased host without port, one trailing dot removed; IPv6
@@ -53,7 +54,9 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue` in an HTTP/1.1 request (RFC 9110 §10.1.1).
     pub expect_continue: bool,
-    /// The `Upgrade` value when `Connection` lists `upgrade` (HTTP/1.1).
+    /// The `Upgrade` value when `Connection` lists `upgrade` (HTTP/1.1):
+    /// what the client asked for. Only a WebSocket upgrade is forwarded
+    /// ([`RequestHead::is_websocket_upgrade`]).
     pub upgrade: Option<String>,
     /// Host; `None` only for an HTTP/1.0 request without one.
     pub host: Option<Host>,
@@ -76,6 +79,53 @@ impl RequestHead {
     /// `HEAD` request: its response has no body (RFC 9110 §9.3.2).
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
+    }
+
+    /// The client asks for a WebSocket upgrade: `Connection` lists
+    /// `upgrade` and `Upgrade` lists `websocket` (RFC 9110 §7.8; the token
+    /// is case-insensitive, RFC 6455 §4.2.1). The only upgrade Portier
+    /// forwards, and so the only request whose connection may become a
+    /// tunnel; any other protocol (`h2c`, `TLS/1.0`...) is stripped.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.upgrade.as_deref().is_some_and(|u| {
+            list_elements(u.as_bytes()).any(|p| p.eq_ignore_ascii_case(b"websocket"))
+        })
+    }
+
+    /// The target sent in absolute-form (`http://authority/path`, RFC 9112
+    /// §3.2.2): its Host is the target's authority (already in `host`).
+    pub fn is_absolute_form(&self) -> bool {
+        !self.target.starts_with('/') && absolute_authority(&self.target).is_some()
+    }
+
+    /// The target as a backend receives it: origin-form (RFC 9112 §3.2.1),
+    /// also for an absolute-form target.
+    pub fn origin_form(&self) -> std::borrow::Cow<'_, str> {
+        origin_form(&self.target)
+    }
+}
+
+/// The origin-form (`/path?query`) of a request target: itself when it is
+/// already one, the path and query of an `http`/`https` absolute-form
+/// target (`/` when the path is empty, RFC 9112 §3.2.1; a fragment, which
+/// an absolute-URI cannot carry, is dropped), `/` for anything else.
+pub fn origin_form(target: &str) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    if target.starts_with('/') {
+        return Cow::Borrowed(target);
+    }
+    let Some(authority) = absolute_authority(target) else {
+        return Cow::Borrowed("/");
+    };
+    let start = target
+        .find("://")
+        .map_or(target.len(), |i| i + 3 + authority.len());
+    let rest = target.get(start..).unwrap_or_default();
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    if rest.starts_with('/') {
+        Cow::Borrowed(rest)
+    } else {
+        Cow::Owned(format!("/{rest}"))
     }
 }
 
@@ -210,6 +260,8 @@ fn request_host(
         None => None,
     };
     match absolute_authority(target) {
+        // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+        Some("") => Err(HttpError::PeerInvalidHost),
         Some(authority) => parse_host(authority.as_bytes()).map(Some),
         None => Ok(from_field),
     }

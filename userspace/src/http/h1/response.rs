@@ -16,7 +16,8 @@
 
 use super::body::BodyKind;
 use super::head::{
-    Framing, Headers, Scan, find_header, framing, lists_token, own_headers, scan_head,
+    Framing, Headers, Scan, find_header, framing, list_elements, lists_token, own_headers,
+    scan_head,
 };
 use crate::http::{HttpError, Limits};
 
@@ -54,6 +55,19 @@ impl ResponseHead {
     /// tunnel (RFC 9110 §15.2.2).
     pub fn is_switching_protocols(&self) -> bool {
         self.status == 101
+    }
+
+    /// A `101` whose `Upgrade` names `websocket`, the only protocol Portier
+    /// offers a backend (RFC 9110 §7.8: the server names the protocol it
+    /// switches to, one the client offered).
+    pub fn switches_to_websocket(&self) -> bool {
+        self.is_switching_protocols()
+            && self
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+                .flat_map(|(_, v)| list_elements(v))
+                .any(|p| p.eq_ignore_ascii_case(b"websocket"))
     }
 }
 
@@ -212,6 +226,19 @@ mod tests {
         assert!(h.is_switching_protocols() && !h.is_interim());
         assert_eq!(h.body, BodyKind::None);
         assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn only_a_101_naming_websocket_switches_to_websocket() {
+        assert!(ok(b"HTTP/1.1 101 X\r\nUpgrade: WebSocket\r\n\r\n").switches_to_websocket());
+        assert!(ok(b"HTTP/1.1 101 X\r\nUpgrade: h2c, websocket\r\n\r\n").switches_to_websocket());
+        for buf in [
+            &b"HTTP/1.1 101 X\r\nUpgrade: h2c\r\n\r\n"[..],
+            b"HTTP/1.1 101 X\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            assert!(!ok(buf).switches_to_websocket(), "{:?}", buf.escape_ascii());
+        }
     }
 
     #[test]

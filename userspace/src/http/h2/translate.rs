@@ -6,6 +6,11 @@
 //! joined by the connection), and the body framing: none when the stream
 //! ended with its HEADERS, the `content-length` when given, otherwise
 //! chunked (the stream's DATA is re-framed as chunks).
+//! Never an upgrade: `upgrade` and `connection` make an HTTP/2 request
+//! malformed (RFC 9113 §8.2.2, refused by the connection), so the head has
+//! `upgrade: None` and the backend cannot switch protocols. Field names
+//! with `_` are kept here and dropped by `h1::encode_request_head`, the same
+//! rule as HTTP/1.1 (see `h1::encode::is_underscored`).
 //! Must not: encode bytes or route. Fed by: the reactor on `Event::Request`.
 
 use super::H2Request;
@@ -94,6 +99,27 @@ mod tests {
             .expect("whole");
         assert_eq!(back.body, BodyKind::Length(3));
         assert_eq!(back.header("cookie"), Some(&b"a=1; b=2"[..]));
+    }
+
+    #[test]
+    fn underscored_names_never_reach_the_backend_and_nothing_upgrades() {
+        let mut r = req("x.test", None);
+        r.method = "GET".into();
+        r.headers.extend([
+            ("x_forwarded_for".to_string(), b"6.6.6.6".to_vec()),
+            ("transfer_encoding".to_string(), b"chunked".to_vec()),
+            ("content_length".to_string(), b"5".to_vec()),
+            ("x_request_id".to_string(), b"forged".to_vec()),
+        ]);
+        let head = to_h1(r, true).expect("ok");
+        assert!(head.upgrade.is_none() && !head.is_websocket_upgrade());
+        let mut wire = Vec::new();
+        encode_request_head(&head, &[("X-Forwarded-For", b"192.0.2.1")], &mut wire);
+        assert_eq!(
+            String::from_utf8_lossy(&wire),
+            "GET /a?b=c HTTP/1.1\r\nhost: x.test\r\naccept: */*\r\ncookie: a=1; b=2\r\n\
+             X-Forwarded-For: 192.0.2.1\r\n\r\n"
+        );
     }
 
     #[test]

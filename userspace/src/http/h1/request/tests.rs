@@ -363,6 +363,47 @@ fn accepts_asterisk_authority_and_absolute_forms() {
 }
 
 #[test]
+fn absolute_form_yields_origin_form_and_refuses_an_empty_authority() {
+    let h = ok(b"GET http://a.example/p?q HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert!(h.is_absolute_form());
+    assert_eq!(h.origin_form(), "/p?q");
+    assert_eq!(h.host.unwrap().name, "a.example", "the authority wins");
+    let h = ok(b"GET /p?q HTTP/1.1\r\nHost: b.example\r\n\r\n");
+    assert!(!h.is_absolute_form());
+    assert_eq!(h.origin_form(), "/p?q");
+    assert_eq!(origin_form("*"), "/");
+    assert_eq!(origin_form("https://a?x=1"), "/?x=1");
+    for target in ["http:///p", "http://", "https://?q"] {
+        let line = format!("GET {target} HTTP/1.1\r\nHost: b.example\r\n\r\n");
+        assert_eq!(err(line.as_bytes()), HttpError::PeerInvalidHost, "{target}");
+    }
+}
+
+#[test]
+fn only_websocket_counts_as_a_websocket_upgrade() {
+    let with =
+        |conn: &str, upgrade: &str| {
+            ok(format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: {conn}\r\nUpgrade: {upgrade}\r\n\r\n"
+            )
+            .as_bytes())
+        };
+    assert!(with("Upgrade", "websocket").is_websocket_upgrade());
+    assert!(with("keep-alive, upgrade", "h2c, WebSocket").is_websocket_upgrade());
+    let h2c = with("Upgrade, HTTP2-Settings", "h2c");
+    assert_eq!(
+        h2c.upgrade.as_deref(),
+        Some("h2c"),
+        "what the client asked for"
+    );
+    assert!(!h2c.is_websocket_upgrade());
+    assert!(
+        !with("keep-alive", "websocket").is_websocket_upgrade(),
+        "not in Connection"
+    );
+}
+
+#[test]
 fn requires_exactly_one_host_in_http11() {
     assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n"), HttpError::PeerMissingHost);
     assert_eq!(
