@@ -41,14 +41,41 @@ pub enum BenchCmd {
         #[arg(long, value_name = "GIT_REV")]
         baseline: Option<String>,
     },
+    /// ACME at scale: N names ordered from a local Pebble (time to first and
+    /// to all valid), reactor latency under wrk during the installs and
+    /// after, memory and disk per certificate; report in bench/results/.
+    Acme {
+        /// Names to order (n0001.bench.test…); default 1000, 200 with --quick.
+        #[arg(long)]
+        names: Option<usize>,
+        /// 200 names and shorter loads (about a minute per trial).
+        #[arg(long)]
+        quick: bool,
+        /// `acme.concurrency` of each trial (one fresh node per value).
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        concurrency: Vec<usize>,
+    },
 }
 
 pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
-    let BenchCmd::Load {
-        quick,
-        no_xdp,
-        baseline,
-    } = cmd;
+    let (quick, no_xdp, baseline) = match cmd {
+        BenchCmd::Load {
+            quick,
+            no_xdp,
+            baseline,
+        } => (quick, no_xdp, baseline),
+        BenchCmd::Acme {
+            names,
+            quick,
+            concurrency,
+        } => {
+            return crate::bench_acme::run(&crate::bench_acme::AcmeBench {
+                names: *names,
+                quick: *quick,
+                concurrency: concurrency.clone(),
+            });
+        }
+    };
     crate::setup::all()?;
     crate::build(true)?;
     let baseline = baseline.as_deref().map(build_baseline).transpose()?;

@@ -6,6 +6,7 @@
 //! `domains`, `backends`, `certs`, `reload`, `stats` drive its admin API.
 
 mod admin;
+mod bench_acme;
 mod bench_load;
 mod demo_pebble;
 mod setup;
@@ -50,7 +51,8 @@ enum Cmd {
         #[arg(long, default_value = "classify")]
         target: String,
     },
-    /// Criterion micro-benchmarks; `bench load [--quick]`: the comparative load harness.
+    /// Criterion micro-benchmarks; `bench load [--quick]`: the comparative load harness;
+    /// `bench acme [--quick]`: ACME issuance at scale.
     Bench {
         #[command(subcommand)]
         what: Option<bench_load::BenchCmd>,

@@ -1,10 +1,13 @@
 //! `portier-bench load [--quick|--smoke]`: the comparative load harness
-//! (run by `cargo xtask bench load`). See `portier_bench::load`.
+//! (run by `cargo xtask bench load`), see `portier_bench::load`;
+//! `portier-bench acme …`: ACME at scale against a running Pebble (run by
+//! `cargo xtask bench acme`, which starts it), see `portier_bench::acme`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portier_bench::acme;
 use portier_bench::load::{self, Baseline, Mode, Options};
 
 #[derive(Parser)]
@@ -50,38 +53,50 @@ enum Cmd {
         #[arg(long, value_name = "TEXT")]
         note: Vec<String>,
     },
+    /// N names ordered from a running Pebble: time to first and all valid,
+    /// wrk latency during and after, memory and disk per certificate.
+    Acme {
+        /// Pebble's directory URL.
+        #[arg(long)]
+        directory: String,
+        /// Root of Pebble's own HTTPS (`acme.ca_roots`).
+        #[arg(long)]
+        ca_roots: PathBuf,
+        /// The port Pebble validates HTTP-01 on (portier's plain-HTTP listener).
+        #[arg(long)]
+        http_port: u16,
+        #[arg(long, default_value_t = 1000)]
+        names: usize,
+        /// `acme.concurrency` of each trial.
+        #[arg(long, value_delimiter = ',', default_value = "16,64")]
+        concurrency: Vec<usize>,
+        /// Shorter loads.
+        #[arg(long)]
+        quick: bool,
+        /// PIDs of Pebble and challtestsrv (their CPU time is reported).
+        #[arg(long)]
+        ca_pid: Vec<u32>,
+        /// CPUs Pebble and challtestsrv are pinned to (for the report).
+        #[arg(long, default_value = "unpinned")]
+        ca_cpus: String,
+        /// The portier binary (default: target/release/portier).
+        #[arg(long)]
+        portier: Option<PathBuf>,
+        /// Where the report goes (default: bench/results).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// A line for the report's notes (repeatable).
+        #[arg(long, value_name = "TEXT")]
+        note: Vec<String>,
+    },
 }
 
-fn main() -> ExitCode {
-    let Cmd::Load {
-        quick,
-        smoke,
-        portier,
-        out_dir,
-        no_xdp,
-        baseline_portier,
-        baseline_rev,
-        note,
-    } = Cli::parse().command;
-    let opts = Options {
-        mode: if smoke {
-            Mode::Smoke
-        } else if quick {
-            Mode::Quick
-        } else {
-            Mode::Full
-        },
-        portier: portier.unwrap_or_else(load::default_portier),
-        out_dir: out_dir
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")),
-        no_xdp,
-        baseline: baseline_portier.map(|bin| Baseline {
-            bin,
-            rev: baseline_rev,
-        }),
-        notes: note,
-    };
-    match load::run(&opts) {
+fn results_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+}
+
+fn finish(result: anyhow::Result<(PathBuf, PathBuf)>) -> ExitCode {
+    match result {
         Ok((md, json)) => {
             eprintln!(
                 "portier-bench: wrote {} and {}",
@@ -94,5 +109,64 @@ fn main() -> ExitCode {
             eprintln!("portier-bench: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Cmd::Load {
+            quick,
+            smoke,
+            portier,
+            out_dir,
+            no_xdp,
+            baseline_portier,
+            baseline_rev,
+            note,
+        } => {
+            let opts = Options {
+                mode: if smoke {
+                    Mode::Smoke
+                } else if quick {
+                    Mode::Quick
+                } else {
+                    Mode::Full
+                },
+                portier: portier.unwrap_or_else(load::default_portier),
+                out_dir: out_dir.unwrap_or_else(results_dir),
+                no_xdp,
+                baseline: baseline_portier.map(|bin| Baseline {
+                    bin,
+                    rev: baseline_rev,
+                }),
+                notes: note,
+            };
+            finish(load::run(&opts))
+        }
+        Cmd::Acme {
+            directory,
+            ca_roots,
+            http_port,
+            names,
+            concurrency,
+            quick,
+            ca_pid,
+            ca_cpus,
+            portier,
+            out_dir,
+            note,
+        } => finish(acme::run(&acme::Options {
+            portier: portier.unwrap_or_else(load::default_portier),
+            directory,
+            ca_roots,
+            http_port,
+            names,
+            concurrency,
+            quick,
+            out_dir: out_dir.unwrap_or_else(results_dir),
+            ca_pids: ca_pid,
+            ca_cpus,
+            notes: note,
+        })),
     }
 }

@@ -96,7 +96,7 @@ fn describe_rev(rev: &str) -> Option<String> {
 }
 
 /// The workspace's commit, "+ uncommitted changes" when the tree is dirty.
-fn current_rev() -> String {
+pub(crate) fn current_rev() -> String {
     let Some(head) = describe_rev("HEAD") else {
         return "unknown (not a git checkout)".into();
     };
@@ -130,7 +130,7 @@ fn settings(mode: Mode) -> Settings {
 }
 
 /// UTC date and time from the system clock (no date crate): "2026-11-25T17-40".
-fn stamp() -> (String, String) {
+pub(crate) fn stamp() -> (String, String) {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

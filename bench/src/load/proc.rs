@@ -253,17 +253,68 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// utime and stime of a process (all its threads), in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Private_Dirty of a process (/proc/PID/smaps_rollup), in bytes: the
+/// memory it wrote to and owns alone (heap, stacks), without the shared
+/// pages of its binary and libraries that VmRSS also counts.
+pub fn private_dirty_bytes(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find(|l| l.starts_with("Private_Dirty:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Each thread of a process: its name (`comm`) and utime+stime, seconds.
+pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, f64)> = tasks
+        .flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let name = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?.to_string();
+            let (u, s) = parse_cpu(&stat)?;
+            Some((name, u + s))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// utime and stime (clock ticks → seconds) of a `/proc/…/stat` line.
+fn parse_cpu(stat: &str) -> Option<(f64, f64)> {
     // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is field 3 (state): utime is field 14, stime field 15.
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     let tck = clock_ticks();
     Some((utime / tck, stime / tck))
+}
+
+/// CPU time the whole machine spent busy (every CPU: user, nice, system,
+/// irq, softirq, steal; not idle or iowait), in seconds, from /proc/stat.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(stat.lines().next()?)
+}
+
+fn parse_machine_busy(line: &str) -> Option<f64> {
+    let f: Vec<f64> = line
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy = f.get(0..3)?.iter().sum::<f64>() + f.get(5..8)?.iter().sum::<f64>();
+    Some(busy / clock_ticks())
+}
+
+/// utime and stime of a process (all its threads), in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu(&stat)
 }
 
 fn clock_ticks() -> f64 {
@@ -332,5 +383,18 @@ impl Drop for TempDir {
         if std::env::var_os("PORTIER_BENCH_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_busy_counts_all_but_idle_and_iowait() {
+        let t = clock_ticks();
+        let busy = parse_machine_busy("cpu  100 10 50 1000 7 1 2 3 0 0").expect("parses");
+        assert!((busy - 166.0 / t).abs() < 1e-9);
+        assert!(parse_machine_busy("cpu0 1 2 3").is_none());
     }
 }

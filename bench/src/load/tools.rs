@@ -14,7 +14,7 @@ pub const LOAD_CPU: u32 = 1;
 
 /// wrk's Lua hooks: an optional fixed pause before each request (paced
 /// load for the latency test) and one machine-readable summary line.
-const WRK_LUA: &str = r#"-- portier-bench: paced requests and a parseable summary
+pub const WRK_LUA: &str = r#"-- portier-bench: paced requests and a parseable summary
 local d = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
 if d > 0 then
   function delay() return d end
@@ -22,9 +22,9 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    "BENCH requests=%d duration_us=%d errors=%d status_errors=%d p50_us=%d p99_us=%d p999_us=%d\n",
+    "BENCH requests=%d duration_us=%d errors=%d status_errors=%d p50_us=%d p99_us=%d p999_us=%d max_us=%d\n",
     summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
 end
 "#;
 
@@ -82,6 +82,8 @@ pub struct WrkRun {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    /// The slowest response (absent from outputs of older harness scripts).
+    pub max_us: Option<f64>,
 }
 
 impl WrkRun {
@@ -204,6 +206,7 @@ pub fn parse_wrk(text: &str) -> anyhow::Result<WrkRun> {
         p50_us: get("p50_us")?,
         p99_us: get("p99_us")?,
         p999_us: get("p999_us")?,
+        max_us: kv(line, "max_us"),
     };
     if run.seconds <= 0.0 {
         bail!("wrk ran for no time: {line:?}");
@@ -361,6 +364,9 @@ mod tests {
         assert_eq!(r.failed.total(), 0);
         assert!((r.rps() - 42104.4).abs() < 1.0, "{}", r.rps());
         assert_eq!((r.p50_us, r.p99_us, r.p999_us), (74.0, 4427.0, 12241.0));
+        assert_eq!(r.max_us, None);
+        let t = "BENCH requests=10 duration_us=1000000 errors=0 status_errors=0 p50_us=1 p99_us=2 p999_us=3 max_us=40\n";
+        assert_eq!(parse_wrk(t).expect("parses").max_us, Some(40.0));
         // Connection: close over TLS (the handshake load): wrk reconnects
         // after each response, no error.
         let r = parse_wrk(WRK_CLOSE).expect("parses");
