@@ -400,3 +400,52 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200").is_err());
     }
 }
+
+/// `nodes`: the region's nodes as this node sees them, and its link to etcd.
+pub fn nodes(conn: &Conn) -> anyhow::Result<()> {
+    let v = conn.call("GET", "/region", None)?;
+    if conn.json {
+        return print_json(&v);
+    }
+    let s = &v["status"];
+    println!(
+        "this node: {}  etcd: {}  revision {}  last sync {}{}",
+        s["node"].as_str().unwrap_or("?"),
+        if s["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "DISCONNECTED"
+        },
+        s["revision"],
+        s["last_sync"],
+        s["last_error"]
+            .as_str()
+            .map(|e| format!("  ({e})"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<24} {:<10} {:>10} {:<8}",
+        "node", "version", "revision", "health"
+    );
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<10} {:>10} {:<8}",
+            n["node"].as_str().unwrap_or("?"),
+            n["version"].as_str().unwrap_or("?"),
+            n["revision"],
+            if n["healthy"].as_bool() == Some(true) {
+                "healthy"
+            } else {
+                "unhealthy"
+            }
+        );
+    }
+    for r in v["refused"].as_array().into_iter().flatten() {
+        println!(
+            "refused {}: {}",
+            r["key"].as_str().unwrap_or("?"),
+            r["reason"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}

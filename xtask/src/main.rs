@@ -85,6 +85,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Region mode: the nodes registered in etcd, and this node's link to it (admin API).
+    Nodes {
+        #[command(flatten)]
+        conn: admin::Conn,
+    },
     /// Reload the configuration file (admin API).
     Reload {
         #[command(flatten)]
@@ -126,6 +131,7 @@ fn main() -> ExitCode {
             _ => Err(anyhow::anyhow!("usage: cargo xtask certs [renew NAME]")),
         },
         Cmd::Reload { conn } => admin::reload(&conn),
+        Cmd::Nodes { conn } => admin::nodes(&conn),
         Cmd::Stats { conn } => admin::stats(&conn),
     };
     match result {

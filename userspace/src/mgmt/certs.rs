@@ -22,7 +22,11 @@ pub async fn watch(tls: Arc<Tls>, dir: PathBuf, interval: Duration, kick: Arc<No
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = kick.notified() => {}
+            _ = kick.notified() => {
+                // A burst of installs (ACME, a region sync) is one scan,
+                // not one per certificate.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
         }
         let now = pem_files(&dir).unwrap_or_default();
         let current = tls.resolver.store.load_full();

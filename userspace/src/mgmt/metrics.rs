@@ -178,6 +178,46 @@ pub fn render(manager: &Manager) -> String {
     if let Some(acme) = &manager.acme {
         render_acme(acme, &mut out);
     }
+    if let Some(region) = &manager.region {
+        let s = region.status();
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_connected 1 while this node is connected to etcd."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_connected gauge");
+        let _ = writeln!(out, "portier_region_connected {}", u8::from(s.connected));
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_revision The etcd revision this node has applied."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_revision gauge");
+        let _ = writeln!(out, "portier_region_revision {}", s.revision);
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_last_sync_timestamp_seconds Last read or watch event from etcd, Unix time."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE portier_region_last_sync_timestamp_seconds gauge"
+        );
+        let _ = writeln!(
+            out,
+            "portier_region_last_sync_timestamp_seconds {}",
+            s.last_sync.unwrap_or(0)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_resyncs_total Full re-reads after the first (reconnects, compaction, etcd restored)."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_resyncs_total counter");
+        let _ = writeln!(out, "portier_region_resyncs_total {}", s.resyncs);
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_nodes Nodes registered in the region."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_nodes gauge");
+        let _ = writeln!(out, "portier_region_nodes {}", region.nodes().len());
+    }
     crate::metrics::render_reactor_counters(&manager.control, &mut out);
     out
 }

@@ -45,6 +45,8 @@ enum Route {
     XdpBlocked(String),
     /// Force an ACME order for a name.
     Renew(String),
+    /// Region mode: etcd connection, revision, nodes.
+    Region,
 }
 
 impl Route {
@@ -65,6 +67,7 @@ impl Route {
             ["certificates", n] => Route::Certificate(o(n)),
             ["certificates", n, "renew"] => Route::Renew(o(n)),
             ["stats"] => Route::Stats,
+            ["region"] => Route::Region,
             ["metrics"] => Route::Metrics,
             ["reload"] => Route::Reload,
             ["xdp", "stats"] => Route::XdpStats,
@@ -81,6 +84,7 @@ impl Route {
             | Route::App(_)
             | Route::Certificates
             | Route::Stats
+            | Route::Region
             | Route::Metrics
             | Route::XdpStats => &["GET"],
             Route::Domains(_) | Route::Backends(_) | Route::Drain(..) | Route::Reload => &["POST"],
@@ -211,6 +215,17 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             }
         }
         (Route::Stats, _) => Response::json(200, &stats(m)),
+        (Route::Region, _) => match &m.region {
+            None => Response::error(409, "region_off", "this node runs without [region]"),
+            Some(r) => Response::json(
+                200,
+                &json!({
+                    "status": r.status(),
+                    "nodes": r.nodes(),
+                    "refused": r.refused().into_iter().map(|(k, why)| json!({"key": k, "reason": why})).collect::<Vec<_>>(),
+                }),
+            ),
+        },
         (Route::Metrics, _) => Response::text(
             200,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -54,7 +54,8 @@ pub struct Sink {
 pub struct Status {
     pub node: String,
     pub connected: bool,
-    /// The etcd revision this node has applied.
+    /// The etcd revision of the last change this node applied (node
+    /// registrations aside).
     pub revision: i64,
     /// Unix seconds of the last full read or applied watch event.
     pub last_sync: Option<i64>,
@@ -169,7 +170,7 @@ impl Region {
 
     pub fn status(&self) -> Status {
         let mut s = lock(&self.inner.status).clone();
-        s.revision = lock(&self.inner.state).revision;
+        s.revision = lock(&self.inner.state).applied;
         s
     }
 

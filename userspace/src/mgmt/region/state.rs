@@ -72,6 +72,10 @@ impl Touched {
 pub struct RegionState {
     /// The etcd revision this state reflects.
     pub revision: i64,
+    /// The revision of the last change that mattered to this node (not a
+    /// node registration): what a node reports it has applied, so nodes
+    /// reporting their progress do not make each other report again.
+    pub applied: i64,
     pub apps: BTreeMap<String, AppSettings>,
     /// `mod_revision` of the apps guard key (0: never written): app
     /// writes are conditioned on it.

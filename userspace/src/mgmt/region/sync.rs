@@ -68,6 +68,7 @@ async fn session(region: &Region, sink: &Sink) -> Result<(), String> {
         }
     }
     fresh.revision = revision;
+    fresh.applied = revision;
     let (touched, went_back) = {
         let mut s = lock(&inner.state);
         let went_back = revision < s.revision;
@@ -150,6 +151,9 @@ async fn session(region: &Region, sink: &Sink) -> Result<(), String> {
                 }
                 if let Some(h) = resp.header() {
                     s.revision = s.revision.max(h.revision());
+                }
+                if pending.apps || pending.certs || pending.tokens || pending.acme {
+                    s.applied = s.revision;
                 }
                 drop(s);
                 lock(&inner.status).last_sync = Some(now());
@@ -309,7 +313,7 @@ async fn register(
 impl Registration {
     async fn put(&mut self, region: &Region) -> Result<(), String> {
         let inner = &region.inner;
-        self.record.revision = lock(&inner.state).revision;
+        self.record.revision = lock(&inner.state).applied;
         self.record.updated = now();
         let json = serde_json::to_vec(&self.record).map_err(|e| e.to_string())?;
         self.client
@@ -335,7 +339,7 @@ impl Registration {
             }
             self.last_ping = Instant::now();
         }
-        if lock(&region.inner.state).revision != self.last_revision
+        if lock(&region.inner.state).applied != self.last_revision
             && let Err(e) = self.put(region).await
         {
             tracing::warn!("region: {e}");
