@@ -327,6 +327,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 control.clone(),
                 config.tls.cert_dir.clone(),
                 certs_changed.clone(),
+                region.clone(),
             )
             .context("starting ACME")?;
             eprintln!(

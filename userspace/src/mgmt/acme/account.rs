@@ -16,15 +16,66 @@ struct Saved {
     credentials: AccountCredentials,
 }
 
+/// A short tag for a directory URL (file name, region key).
+pub fn directory_tag(directory: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, directory.as_bytes());
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One account file per directory URL: moving from staging to production
 /// creates a new account and keeps the old one.
 pub fn account_file(state_dir: &Path, directory: &str) -> PathBuf {
-    let digest = ring::digest::digest(&ring::digest::SHA256, directory.as_bytes());
-    let tag: String = digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    state_dir.join(format!("account-{tag}.json"))
+    state_dir.join(format!("account-{}.json", directory_tag(directory)))
+}
+
+async fn restore(
+    settings: &AcmeSettings,
+    refusals: &RefusalLog,
+    saved: Saved,
+) -> Result<Account, String> {
+    Account::builder_with_http(client(settings, refusals)?)
+        .from_credentials(saved.credentials)
+        .await
+        .map_err(|e| format!("restoring the ACME account: {e}"))
+}
+
+/// In region mode every node uses one account: the region's if there is
+/// one; else this node's (file or new), offered to the region — and if
+/// another node offered its own first, that one.
+pub async fn regional(
+    settings: &AcmeSettings,
+    refusals: &RefusalLog,
+    region: &crate::mgmt::region::Region,
+) -> Result<Account, String> {
+    let tag = directory_tag(settings.directory_url());
+    let shared = |bytes: Vec<u8>| -> Result<Saved, String> {
+        serde_json::from_slice(&bytes).map_err(|e| format!("the region's ACME account: {e}"))
+    };
+    if let Some(found) = region.acme_account(&tag) {
+        let account = restore(settings, refusals, shared(found?)?).await?;
+        tracing::info!(account = account.id(), "ACME account of the region");
+        return Ok(account);
+    }
+    let account = load_or_create(settings, refusals).await?;
+    let path = account_file(&settings.state_dir, settings.directory_url());
+    let mine = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match region.put_acme_account(&tag, &mine).await {
+        Ok(true) => Ok(account),
+        Ok(false) => {
+            // Another node's account got there first: use it.
+            for _ in 0..50 {
+                if let Some(found) = region.acme_account(&tag) {
+                    return restore(settings, refusals, shared(found?)?).await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err("another node stored the region's ACME account but it never arrived here".into())
+        }
+        Err(e) => Err(format!("sharing the ACME account with the region: {e}")),
+    }
 }
 
 fn client(settings: &AcmeSettings, refusals: &RefusalLog) -> Result<Box<CaClient>, String> {
@@ -48,10 +99,7 @@ pub async fn load_or_create(
     if let Ok(text) = std::fs::read(&path) {
         let saved: Saved = serde_json::from_slice(&text)
             .map_err(|e| format!("{}: not an account file: {e}", path.display()))?;
-        let account = Account::builder_with_http(client(settings, refusals)?)
-            .from_credentials(saved.credentials)
-            .await
-            .map_err(|e| format!("restoring the ACME account: {e}"))?;
+        let account = restore(settings, refusals, saved).await?;
         tracing::info!(account = account.id(), "ACME account restored");
         return Ok(account);
     }

@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::config::AcmeSettings;
 use crate::control::Control;
+use crate::mgmt::region::{LockGuard, Region};
 use client::RefusalLog;
 use dns::{Dns, TxtRecord};
 use order::{OrderEnv, OrderFailure, OrderJob, facts, file_stem};
@@ -69,6 +70,7 @@ impl Acme {
         control: Arc<Control>,
         cert_dir: PathBuf,
         certs_changed: Arc<Notify>,
+        region: Option<Region>,
     ) -> anyhow::Result<Acme> {
         crate::fsutil::private_dir(&settings.state_dir)
             .map_err(|e| anyhow::anyhow!("acme.state_dir {}: {e}", settings.state_dir.display()))?;
@@ -98,6 +100,7 @@ impl Acme {
             ari: None,
             seen_snapshot: None,
             ari_inflight: 0,
+            region,
         };
         tokio::spawn(service.run(rx));
         Ok(Acme {
@@ -200,7 +203,14 @@ struct Service {
     /// ARI checks running (they share `running` with orders: one task per
     /// name at a time).
     ari_inflight: usize,
+    /// Region mode: one node orders each name (an etcd lock), tokens,
+    /// certificates, the account and per-name state are shared.
+    region: Option<Region>,
 }
+
+/// How long a node waits before looking again when another node holds a
+/// name's ordering lock (by then the certificate usually arrived).
+const LOCK_WAIT: i64 = 5;
 
 const ARI_CHECKS_AT_ONCE: usize = 8;
 
@@ -395,7 +405,32 @@ impl Service {
             if orders >= self.settings.concurrency {
                 break;
             }
-            let job = {
+            let mut guard = None;
+            if let Some(region) = self.region.clone() {
+                if self.settled_by_region(&region, &name, t) {
+                    changed = true;
+                    continue;
+                }
+                let wait = match region.try_lock(&name).await {
+                    Ok(Some(g)) => {
+                        guard = Some(g);
+                        None
+                    }
+                    Ok(None) => Some((LOCK_WAIT, None)),
+                    Err(e) => Some((LOCK_WAIT, Some(e.to_string()))),
+                };
+                if let Some((delay, error)) = wait {
+                    if let Some(r) = lock(&self.shared.book).names.get_mut(&name) {
+                        r.next_attempt = t + delay;
+                        if error.is_some() {
+                            r.last_error = error;
+                        }
+                    }
+                    changed = true;
+                    continue;
+                }
+            }
+            let next = {
                 let mut book = lock(&self.shared.book);
                 if let Err(free_at) = book.cap.take(t, self.settings.max_orders_per_hour) {
                     tracing::warn!(
@@ -406,25 +441,33 @@ impl Service {
                         r.next_attempt = free_at;
                     }
                     changed = true;
-                    break;
-                }
-                let Some(r) = book.names.get_mut(&name) else {
+                    None
+                } else if let Some(r) = book.names.get_mut(&name) {
+                    r.next_attempt = r.pessimistic_next(t, &self.settings.backoff_secs);
+                    if r.phase != Phase::Valid {
+                        r.phase = Phase::Pending;
+                    }
+                    let replaces = r
+                        .cert
+                        .as_ref()
+                        .filter(|c| c.managed && self.ari == Some(true))
+                        .and_then(|c| c.cert_id.clone());
+                    Some(OrderJob {
+                        name: name.clone(),
+                        replaces,
+                        profile: self.profile.clone(),
+                    })
+                } else {
+                    // Forgotten meanwhile (its domain was detached).
                     continue;
-                };
-                r.next_attempt = r.pessimistic_next(t, &self.settings.backoff_secs);
-                if r.phase != Phase::Valid {
-                    r.phase = Phase::Pending;
                 }
-                let replaces = r
-                    .cert
-                    .as_ref()
-                    .filter(|c| c.managed && self.ari == Some(true))
-                    .and_then(|c| c.cert_id.clone());
-                OrderJob {
-                    name: name.clone(),
-                    replaces,
-                    profile: self.profile.clone(),
+            };
+            let Some(job) = next else {
+                // The hourly cap is reached.
+                if let Some(g) = guard {
+                    g.release().await;
                 }
+                break;
             };
             changed = true;
             lock(&self.shared.running).insert(name.clone());
@@ -438,9 +481,47 @@ impl Service {
                 self.cert_dir.clone(),
                 self.settings.clone(),
                 self.shared.clone(),
+                self.region.clone().zip(guard),
             ));
         }
         changed
+    }
+
+    /// Region mode, before ordering `name`: another node already got a
+    /// newer certificate (adopt it), or the region's record of the name
+    /// says to wait (another node's failure backoff: wait as long).
+    fn settled_by_region(&self, region: &Region, name: &str, t: i64) -> bool {
+        let arrived = region
+            .cert_chain(&file_stem(name))
+            .and_then(|chain| facts(chain.as_bytes(), true))
+            .filter(|f| f.not_after > t);
+        let remote: Option<NameRecord> = region
+            .acme_name(name)
+            .and_then(|json| serde_json::from_str(&json).ok());
+        let mut book = lock(&self.shared.book);
+        let Some(r) = book.names.get_mut(name) else {
+            return true;
+        };
+        if let Some(f) = arrived
+            && r.cert.as_ref().is_none_or(|c| c.not_after < f.not_after)
+        {
+            tracing::info!(
+                name,
+                "ACME: certificate ordered by another node of the region, adopted"
+            );
+            r.adopt(f, unit());
+            return true;
+        }
+        if let Some(remote) = remote.filter(|x| x.failures > 0 && x.next_attempt > t) {
+            r.failures = remote.failures;
+            r.last_error = remote.last_error;
+            r.next_attempt = remote.next_attempt;
+            if r.phase != Phase::Valid {
+                r.phase = remote.phase;
+            }
+            return true;
+        }
+        false
     }
 
     /// The account, created or restored on first need.
@@ -448,7 +529,10 @@ impl Service {
         if let Some(a) = &self.account {
             return Ok(a.clone());
         }
-        let account = Arc::new(account::load_or_create(&self.settings, &self.refusals).await?);
+        let account = Arc::new(match &self.region {
+            Some(region) => account::regional(&self.settings, &self.refusals, region).await?,
+            None => account::load_or_create(&self.settings, &self.refusals).await?,
+        });
         if let Some(p) = &self.settings.profile {
             if account.profiles().any(|m| m.name == p) {
                 self.profile = Some(p.clone());
@@ -504,6 +588,7 @@ impl Service {
                         self.certs_changed.notify_one();
                         if let Some(r) = book.names.get_mut(&name) {
                             r.adopt(cert, unit());
+                            self.share_record(&name, r);
                             tracing::info!(
                                 name,
                                 renew_at = r.next_attempt,
@@ -533,6 +618,7 @@ impl Service {
                             "ACME: order failed: {}",
                             f.message
                         );
+                        self.share_record(&name, r);
                         if r.failures >= self.settings.notify_after_failures {
                             notify(
                                 &self.settings,
@@ -549,6 +635,20 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// Region mode: this node's view of a name after an order, for the
+    /// others (their backoff follows it).
+    fn share_record(&self, name: &str, record: &NameRecord) {
+        let (Some(region), Ok(json)) = (self.region.clone(), serde_json::to_vec(record)) else {
+            return;
+        };
+        let name = name.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = region.put_acme_name(&name, json).await {
+                tracing::warn!(name, "ACME: state not shared with the region: {e}");
+            }
+        });
     }
 
     /// How long to sleep: until the next name that can start (not while
@@ -639,6 +739,7 @@ async fn order_task(
     cert_dir: PathBuf,
     settings: Arc<AcmeSettings>,
     shared: Arc<Shared>,
+    regional: Option<(Region, LockGuard)>,
 ) -> Done {
     let name = job.name.clone();
     let on_action_required = |rec: &TxtRecord| {
@@ -671,6 +772,7 @@ async fn order_task(
         cert_dir: &cert_dir,
         timeout: Duration::from_secs(settings.order_timeout_secs),
         on_action_required: &on_action_required,
+        region: regional.as_ref().map(|(r, _)| r),
     };
     let mut result = order::issue(&env, &job).await;
     if let Err(f) = &result
@@ -686,6 +788,22 @@ async fn order_task(
             ..job
         };
         result = order::issue(&env, &job).await;
+    }
+    if let (Ok(cert), Some((region, _))) = (&result, &regional) {
+        // Every node installs it from the region; the lock is released
+        // only after, so no other node orders it again meanwhile.
+        let stem = file_stem(&name);
+        match std::fs::read(cert_dir.join(format!("{stem}.pem"))) {
+            Ok(pem) => {
+                if let Err(e) = region.put_cert(&stem, &pem, cert.not_after).await {
+                    tracing::error!(name, "ACME: certificate not shared with the region: {e}");
+                }
+            }
+            Err(e) => tracing::error!(name, "ACME: installed certificate unreadable: {e}"),
+        }
+    }
+    if let Some((_, guard)) = regional {
+        guard.release().await;
     }
     if let Err(f) = &result
         && let Some(r) = lock(&shared.book).names.get_mut(&name)

@@ -34,6 +34,9 @@ pub struct OrderEnv<'a> {
     pub timeout: Duration,
     /// Manual DNS-01: the record the operator must create (shown, notified).
     pub on_action_required: &'a (dyn Fn(&TxtRecord) + Sync),
+    /// Region mode: HTTP-01 tokens go through etcd, so whichever node the
+    /// CA reaches answers.
+    pub region: Option<&'a crate::mgmt::region::Region>,
 }
 
 /// What to order.
@@ -99,7 +102,12 @@ struct Cleanup {
 impl Cleanup {
     async fn run(self, env: &OrderEnv<'_>) {
         for token in &self.tokens {
-            env.control.challenges.rcu(|t| t.without(token));
+            match env.region {
+                Some(region) => region.delete_token(token).await,
+                None => {
+                    env.control.challenges.rcu(|t| t.without(token));
+                }
+            }
         }
         for rec in &self.records {
             if let Err(e) = env.dns.cleanup(rec).await {
@@ -161,16 +169,12 @@ async fn run(
                 dns01(env, &rec, deadline, cleanup).await?;
             } else {
                 let token = challenge.token.clone();
-                env.control.challenges.rcu(|t| {
-                    t.with(
-                        &token,
-                        HttpChallenge {
-                            host: job.name.clone(),
-                            key_authorization: key_authorization.as_str().to_string(),
-                        },
-                    )
-                });
-                cleanup.tokens.push(token);
+                let answer = HttpChallenge {
+                    host: job.name.clone(),
+                    key_authorization: key_authorization.as_str().to_string(),
+                };
+                cleanup.tokens.push(token.clone());
+                publish_token(env, &token, answer).await?;
             }
             challenge
                 .set_ready()
@@ -243,6 +247,48 @@ async fn run(
         cert_id: None,
         managed: true,
     }))
+}
+
+/// Make `token` answerable: in this node's table, or in the region's (then
+/// wait until this node's watch serves it, and a little more for the
+/// others', before the CA is told to look).
+async fn publish_token(
+    env: &OrderEnv<'_>,
+    token: &str,
+    answer: HttpChallenge,
+) -> Result<(), OrderFailure> {
+    let Some(region) = env.region else {
+        env.control
+            .challenges
+            .rcu(|t| t.with(token, answer.clone()));
+        return Ok(());
+    };
+    let record = crate::mgmt::region::state::TokenRecord {
+        host: answer.host.clone(),
+        key_authorization: answer.key_authorization.clone(),
+    };
+    region
+        .put_token(token, &record)
+        .await
+        .map_err(|e| OrderFailure::new(format!("HTTP-01 token not shared with the region: {e}")))?;
+    let until = Instant::now() + Duration::from_secs(5);
+    while env
+        .control
+        .challenges
+        .load()
+        .answer(token, Some(&answer.host))
+        .is_none()
+    {
+        if Instant::now() > until {
+            return Err(OrderFailure::new(
+                "the HTTP-01 token written to etcd did not come back through the watch within 5 s",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The other nodes apply the same watch event within their 100 ms batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
 }
 
 /// Write the TXT record, wait until every authoritative server serves it

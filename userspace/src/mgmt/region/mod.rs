@@ -476,6 +476,14 @@ impl Region {
         Ok(resp.succeeded())
     }
 
+    /// The chain (no key) of the region's certificate for a file stem.
+    pub fn cert_chain(&self, stem: &str) -> Option<String> {
+        lock(&self.inner.state)
+            .certs
+            .get(stem)
+            .map(|c| c.chain.clone())
+    }
+
     /// Another node's view of a name (JSON of its ACME record), if any.
     pub fn acme_name(&self, name: &str) -> Option<String> {
         lock(&self.inner.state).acme_names.get(name).cloned()
