@@ -52,6 +52,13 @@ impl Version {
             Version::V2 => "2",
         }
     }
+
+    /// Index in [`Version::ALL`] (and in the counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub const ALL: [Version; 2] = [Version::V1, Version::V2];
 }
 
 /// Whose addresses the connection should be known by.
