@@ -156,7 +156,7 @@ impl Haproxy {
         ));
         std::fs::create_dir_all(&dir).expect("mkdir");
         let mut cfg = String::from(
-            "global\n  maxconn 200\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n",
+            "global\n  maxconn 200\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  retries 0\n",
         );
         for (i, (binds, options, port)) in routes.iter().enumerate() {
             cfg.push_str(&format!("\nlisten route{i}\n"));
