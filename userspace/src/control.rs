@@ -23,6 +23,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use crate::challenge::HttpChallenges;
+use crate::config::Listen;
 use crate::metrics::ReactorCounters;
 use crate::sched::balance::Grant;
 use crate::snapshot::Snapshot;
@@ -32,15 +33,30 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerKind {
+    /// TLS first (HTTPS).
+    pub secure: bool,
+    /// A PROXY protocol header comes before anything else.
+    pub proxy_protocol: bool,
+}
+
 /// What a reactor is asked to do on its next turn.
 pub enum Command {
     /// Start accepting on this (already bound) listener.
     AddListener {
         listener: std::net::TcpListener,
-        secure: bool,
+        kind: ListenerKind,
     },
     /// Stop accepting on this address (open connections stay).
-    RemoveListener(SocketAddr),
+    RemoveListener { addr: SocketAddr, secure: bool },
+    /// The listener on this address keeps its socket but serves new
+    /// connections as `kind` says (its options changed).
+    UpdateListener {
+        addr: SocketAddr,
+        kind: ListenerKind,
+    },
     /// A queued request of this reactor got its turn.
     Grant(Grant),
 }
@@ -173,35 +189,50 @@ impl Control {
         mine
     }
 
-    /// Open and close listeners on the running reactors (reload). New
-    /// addresses are bound on every reactor first; if one cannot be bound,
-    /// nothing changes and the error says which.
+    /// Open, close and update listeners on the running reactors (reload).
+    /// A listener is its address and whether it is HTTPS; a changed option
+    /// (`proxy_protocol`) updates it in place. New addresses are bound on
+    /// every reactor first; if one cannot be bound, nothing changes and the
+    /// error says which.
     pub fn change_listeners(
         &self,
-        (old_http, old_https): (&[SocketAddr], &[SocketAddr]),
-        (new_http, new_https): (&[SocketAddr], &[SocketAddr]),
+        (old_http, old_https): (&[Listen], &[Listen]),
+        (new_http, new_https): (&[Listen], &[Listen]),
     ) -> io::Result<()> {
-        let added: Vec<(SocketAddr, bool)> = new_http
+        let tagged = |http: &[Listen], https: &[Listen]| -> Vec<(SocketAddr, ListenerKind)> {
+            let kind = |l: &Listen, secure| ListenerKind {
+                secure,
+                proxy_protocol: l.proxy_protocol,
+            };
+            http.iter()
+                .map(|l| (l.addr, kind(l, false)))
+                .chain(https.iter().map(|l| (l.addr, kind(l, true))))
+                .collect()
+        };
+        let (old, new) = (tagged(old_http, old_https), tagged(new_http, new_https));
+        let find = |list: &[(SocketAddr, ListenerKind)], addr, secure| {
+            list.iter()
+                .find(|(a, k)| *a == addr && k.secure == secure)
+                .map(|(_, k)| *k)
+        };
+        let mut added = Vec::new();
+        let mut updated = Vec::new();
+        for (addr, kind) in &new {
+            match find(&old, *addr, kind.secure) {
+                None => added.push((*addr, *kind)),
+                Some(before) if before != *kind => updated.push((*addr, *kind)),
+                Some(_) => {}
+            }
+        }
+        let removed: Vec<(SocketAddr, bool)> = old
             .iter()
-            .filter(|a| !old_http.contains(a))
-            .map(|a| (*a, false))
-            .chain(
-                new_https
-                    .iter()
-                    .filter(|a| !old_https.contains(a))
-                    .map(|a| (*a, true)),
-            )
+            .filter(|(a, k)| find(&new, *a, k.secure).is_none())
+            .map(|(a, k)| (*a, k.secure))
             .collect();
-        let removed: Vec<SocketAddr> = old_http
-            .iter()
-            .filter(|a| !new_http.contains(a))
-            .chain(old_https.iter().filter(|a| !new_https.contains(a)))
-            .copied()
-            .collect();
-        if added.is_empty() && removed.is_empty() {
+        if added.is_empty() && removed.is_empty() && updated.is_empty() {
             return Ok(());
         }
-        if added.iter().any(|(_, tls)| *tls) && !self.has_tls.load(Ordering::Acquire) {
+        if added.iter().any(|(_, k)| k.secure) && !self.has_tls.load(Ordering::Acquire) {
             return Err(io::Error::other(
                 "a first HTTPS listener needs a restart (TLS was not configured at start)",
             ));
@@ -212,13 +243,24 @@ impl Control {
         let mut per_reactor = Vec::with_capacity(wakers.len());
         for _ in 0..wakers.len() {
             let mut changes = Vec::new();
-            for (addr, secure) in &added {
+            // A listener is removed by address and kind, so one that moves
+            // between `http` and `https` is a removal and an addition.
+            changes.extend(
+                removed
+                    .iter()
+                    .map(|&(addr, secure)| Command::RemoveListener { addr, secure }),
+            );
+            for (addr, kind) in &added {
                 changes.push(Command::AddListener {
                     listener: bind(*addr)?,
-                    secure: *secure,
+                    kind: *kind,
                 });
             }
-            changes.extend(removed.iter().map(|a| Command::RemoveListener(*a)));
+            changes.extend(
+                updated
+                    .iter()
+                    .map(|&(addr, kind)| Command::UpdateListener { addr, kind }),
+            );
             per_reactor.push(changes);
         }
         for (id, changes) in per_reactor.into_iter().enumerate() {

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod http;
 pub mod metrics;
 pub mod mgmt;
+pub mod proxy_protocol;
 pub mod reactor;
 pub mod router;
 pub mod sched;

@@ -272,17 +272,22 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             tls.as_ref().map(|t| t.config.clone()),
         )
         .context("starting the reactors")?;
-        for addr in &config.server.http {
-            eprintln!(
-                "portier: listening on http://{addr} ({} reactor threads)",
-                r.len()
-            );
-        }
-        for addr in &config.server.https {
-            eprintln!(
-                "portier: listening on https://{addr} ({} reactor threads)",
-                r.len()
-            );
+        for (scheme, list) in [
+            ("http", &config.server.http),
+            ("https", &config.server.https),
+        ] {
+            for l in list {
+                let proxy = if l.proxy_protocol {
+                    ", PROXY protocol first"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "portier: listening on {scheme}://{}{proxy} ({} reactor threads)",
+                    l.addr,
+                    r.len()
+                );
+            }
         }
         r
     };

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::control::Control;
+use crate::proxy_protocol::{Rejected, Version};
 
 /// Upper bounds (seconds) of the request latency histogram.
 pub const LATENCY_BUCKETS: [f64; 12] = [
@@ -35,6 +36,11 @@ pub struct ReactorCounters {
     pub tls_bad_sni_ip: AtomicU64,
     pub tls_bad_sni_invalid: AtomicU64,
     pub connections_accepted: AtomicU64,
+    /// PROXY protocol headers taken, by version (`proxy_protocol::Version`).
+    pub proxy_accepted: [AtomicU64; 2],
+    /// Connections refused by PROXY protocol listeners, by reason
+    /// (`proxy_protocol::Rejected`).
+    pub proxy_rejected: [AtomicU64; 5],
 }
 
 impl ReactorCounters {
@@ -191,4 +197,30 @@ pub fn render_reactor_counters(control: &Control, out: &mut String) {
         "portier_connections_accepted_total {}",
         sum(control, |c| load(&c.connections_accepted))
     );
+    let _ = writeln!(
+        out,
+        "# HELP portier_proxy_protocol_headers_total PROXY protocol headers accepted, by version."
+    );
+    let _ = writeln!(out, "# TYPE portier_proxy_protocol_headers_total counter");
+    for v in Version::ALL {
+        let _ = writeln!(
+            out,
+            "portier_proxy_protocol_headers_total{{version=\"{}\"}} {}",
+            v.label(),
+            sum(control, |c| load(&c.proxy_accepted[v.index()]))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP portier_proxy_protocol_rejected_total Connections closed by PROXY protocol listeners before any request, by reason."
+    );
+    let _ = writeln!(out, "# TYPE portier_proxy_protocol_rejected_total counter");
+    for r in Rejected::ALL {
+        let _ = writeln!(
+            out,
+            "portier_proxy_protocol_rejected_total{{reason=\"{}\"}} {}",
+            r.label(),
+            sum(control, |c| load(&c.proxy_rejected[r.index()]))
+        );
+    }
 }

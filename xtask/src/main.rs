@@ -44,7 +44,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         fuzz_seconds: u64,
     },
-    /// Fuzz a target (cargo-fuzz, pinned nightly): classify (XDP classifier), h1 (HTTP/1.1 codec).
+    /// Fuzz a target (cargo-fuzz, pinned nightly): classify (XDP classifier), h1 (HTTP/1.1 codec),
+    /// h2 (HTTP/2 connection), proxy (PROXY protocol header).
     Fuzz {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
@@ -490,7 +491,7 @@ fn test(unprivileged: bool, fuzz_seconds: u64) -> anyhow::Result<()> {
 }
 
 /// Every fuzz target (fuzz/fuzz_targets/*.rs); the suite runs each briefly.
-const FUZZ_TARGETS: &[&str] = &["classify", "h1", "h2"];
+const FUZZ_TARGETS: &[&str] = &["classify", "h1", "h2", "proxy"];
 
 fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
     setup::cargo_fuzz()?;

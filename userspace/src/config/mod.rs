@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod cidr;
 pub mod edit;
+pub mod listen;
 pub mod region;
 pub mod server;
 pub mod xdp;
@@ -23,6 +24,7 @@ pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use app::AppSettings;
 pub use cidr::Cidr;
+pub use listen::Listen;
 pub use region::RegionSettings;
 pub use server::{LimitSettings, ServerSettings, TlsSettings};
 pub use xdp::{XdpMode, XdpSettings};
@@ -130,6 +132,26 @@ impl Config {
                     .into(),
             });
         }
+        listen::check(
+            &config.server.http,
+            &config.server.https,
+            config.server.trusted_proxies.len(),
+        )
+        .map_err(|e| match e.span {
+            Some(span) => {
+                let (line, column) = line_column(text, span.start);
+                ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: e.message,
+                }
+            }
+            None => ConfigError::Semantic {
+                path: path.to_path_buf(),
+                message: e.message,
+            },
+        })?;
         config.validate().map_err(|message| ConfigError::Semantic {
             path: path.to_path_buf(),
             message,
@@ -354,6 +376,61 @@ mod tests {
                 .to_string()
                 .contains("belongs to both")
         );
+    }
+
+    #[test]
+    fn listeners_are_addresses_or_tables_in_one_list() {
+        let c = parse(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\nhttp = [\"127.0.0.1:80\", { addr = \"127.0.0.1:81\", proxy_protocol = true }]\n[[server.https]]\naddr = \"[::1]:443\"\nproxy_protocol = true\n",
+        )
+        .unwrap();
+        let http: Vec<_> = c
+            .server
+            .http
+            .iter()
+            .map(|l| (l.addr.to_string(), l.proxy_protocol))
+            .collect();
+        assert_eq!(
+            http,
+            [
+                ("127.0.0.1:80".into(), false),
+                ("127.0.0.1:81".into(), true)
+            ]
+        );
+        assert_eq!(c.server.https.len(), 1);
+        assert!(c.server.https[0].proxy_protocol);
+        // A table without options is a plain listener.
+        let c = parse("[server]\nhttp = [{ addr = \"127.0.0.1:80\" }]\n").unwrap();
+        assert_eq!(
+            c.server.http,
+            [Listen::new("127.0.0.1:80".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn listener_errors_name_file_line_and_reason() {
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let e = err(
+            "[server]\nhttp = [\n  \"127.0.0.1:80\",\n  { addr = \"127.0.0.1:81\", proxy_protcol = true },\n]\n",
+        );
+        assert!(e.starts_with("test.toml:4:"), "{e}");
+        assert!(e.contains("proxy_protcol"), "{e}");
+        let e = err("[server]\nhttp = [\"127.0.0.1\"]\n");
+        assert!(e.starts_with("test.toml:2:"), "{e}");
+        assert!(e.contains("not an ip:port"), "{e}");
+        let e = err("[server]\nhttp = [{ proxy_protocol = true }]\n");
+        assert!(e.starts_with("test.toml:2:"), "{e}");
+        assert!(e.contains("addr"), "{e}");
+        let e = err("[server]\nhttp = [{ addr = \"127.0.0.1:80\", proxy_protocol = \"yes\" }]\n");
+        assert!(e.starts_with("test.toml:2:"), "{e}");
+        // Cross-checks point at the entry too.
+        let e =
+            err("[server]\nhttp = [\n  { addr = \"127.0.0.1:80\", proxy_protocol = true },\n]\n");
+        assert!(e.starts_with("test.toml:3:3: "), "{e}");
+        assert!(e.contains("trusted_proxies is empty"), "{e}");
+        let e = err("[server]\nhttp = [\"127.0.0.1:80\"]\nhttps = [\n\n  \"127.0.0.1:80\"]\n");
+        assert!(e.starts_with("test.toml:5:3: "), "{e}");
+        assert!(e.contains("listed twice"), "{e}");
     }
 
     #[test]

@@ -1,24 +1,25 @@
 //! `[server]` and `[limits]`: listeners, threads, the error header, trusted
 //! proxies, and every request limit and timeout (SPEC §3 defaults).
 
-use std::net::SocketAddr;
-
 use serde::Deserialize;
 
 use super::Cidr;
+use super::listen::Listen;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
-    /// Plain-HTTP listeners (one SO_REUSEPORT socket per reactor thread each).
-    pub http: Vec<SocketAddr>,
+    /// Plain-HTTP listeners (one SO_REUSEPORT socket per reactor thread
+    /// each): addresses, or tables with options (`proxy_protocol`).
+    pub http: Vec<Listen>,
     /// HTTPS listeners (TLS, then HTTP/1.1 or HTTP/2 by ALPN); need `[tls]`.
-    pub https: Vec<SocketAddr>,
+    pub https: Vec<Listen>,
     /// Reactor threads; 0 = one per CPU.
     pub threads: usize,
     /// Name of the header carrying the reason of every error Portier produces.
     pub error_header: String,
-    /// Peers whose `X-Forwarded-For` is trusted (appended to, not replaced).
+    /// Peers whose `X-Forwarded-For` is trusted (appended to, not replaced),
+    /// and the only ones a `proxy_protocol` listener accepts.
     pub trusted_proxies: Vec<Cidr>,
     /// Port announced in `X-Forwarded-Port` for plain HTTP; 0 = the listener's.
     pub public_http_port: u16,

@@ -1,5 +1,6 @@
 //! The HTTP/1.x client side in the reactor: read and write clients
-//! (through TLS when they have it), feed the `http::h1::server` machine
+//! (after their PROXY protocol header when the listener wants one, see
+//! `proxy.rs`; through TLS when they have it), feed the `http::h1::server` machine
 //! and act on what it says — a head to route, a refusal to answer, a close
 //! — one head after the other in a loop (pipelining, never recursion);
 //! stream request bodies, tunnels, Portier's own answers.
@@ -17,6 +18,15 @@ use crate::tls::hello::HelloSni;
 impl Reactor {
     pub(super) fn client_read(&mut self, token: Token) {
         let limits = self.snapshot.limits;
+        // A PROXY protocol header comes before anything else, TLS included.
+        if let Some(Conn::Client(Client {
+            state: ClientState::ProxyHeader { .. },
+            ..
+        })) = self.conns.get(token.0)
+            && !self.proxy_header_read(token)
+        {
+            return;
+        }
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
@@ -135,6 +145,7 @@ impl Reactor {
                     Link::Tunnel(up) => Some(up),
                     Link::None => None,
                 },
+                ClientState::ProxyHeader { .. } => None,
                 ClientState::H2(_) => {
                     self.h2_resume_paused(token);
                     None
@@ -157,6 +168,7 @@ impl Reactor {
                 return;
             };
             let h = match &mut c.state {
+                ClientState::ProxyHeader { .. } => return,
                 ClientState::H2(_) => {
                     self.h2_progress(token);
                     return;

@@ -3,7 +3,8 @@
 //! connection, with buffered read and flush.
 //!
 //! ```text
-//!  client:   H1(http::h1::server machine, link: none | exchange | tunnel)
+//!  client:   [ProxyHeader (PROXY protocol listeners: nothing read past it yet)]
+//!            ──► H1(http::h1::server machine, link: none | exchange | tunnel)
 //!            └─ TLS ALPN h2 ──► H2(http::h2 machine + streams' exchanges)
 //!  backend:  http::h1::client machine (connecting, sending, receiving,
 //!            idle in the pool, tunnel), link: exchange | tunnel | none
@@ -49,6 +50,10 @@ pub enum Link {
 }
 
 pub enum ClientState {
+    /// On a PROXY protocol listener, before anything else: waiting for the
+    /// whole header (peeked, so TLS and HTTP find the socket as if it were
+    /// not there), until `deadline`.
+    ProxyHeader { deadline: Instant },
     /// HTTP/1.x: the connection machine and what it is linked to.
     H1(H1Client),
     /// HTTP/2: the connection machine and its streams' exchanges.
@@ -73,9 +78,11 @@ pub struct Client {
     /// TLS session on HTTPS listeners (plaintext in `rbuf`/`wbuf`).
     pub tls: Option<Box<Session>>,
     pub scheme: Scheme,
-    /// The client's address (the port is of no use past accept).
+    /// The client's address (the port is of no use past accept): the
+    /// socket's peer, or the source a PROXY protocol header gave.
     pub peer: std::net::IpAddr,
-    /// Public port (X-Forwarded-Port).
+    /// Public port (X-Forwarded-Port): configured, else the destination a
+    /// PROXY protocol header gave, else the listener's.
     pub port: u16,
     pub rbuf: Vec<u8>,
     pub wbuf: Vec<u8>,
@@ -115,6 +122,7 @@ impl Client {
     /// The earliest timer of its protocol machine.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.state {
+            ClientState::ProxyHeader { deadline } => Some(*deadline),
             ClientState::H1(h) => h.conn.next_deadline(),
             ClientState::H2(h) => match (h.idle, h.conn.next_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -123,11 +131,12 @@ impl Client {
         }
     }
 
-    /// What an HTTP/1.x connection is linked to (`None` for HTTP/2).
+    /// What an HTTP/1.x connection is linked to (`None` for HTTP/2 and
+    /// before the PROXY protocol header).
     pub fn link(&self) -> Link {
         match &self.state {
             ClientState::H1(h) => h.link,
-            ClientState::H2(_) => Link::None,
+            ClientState::ProxyHeader { .. } | ClientState::H2(_) => Link::None,
         }
     }
 }

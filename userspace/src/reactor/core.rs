@@ -21,13 +21,14 @@ use super::WAKER;
 use super::conn::*;
 use super::listener::Listeners;
 use super::timers::{Key, Wheel};
-use crate::control::{Command, Control};
+use crate::control::{Command, Control, ListenerKind};
 use crate::exchange::{ConnId, Exchange, ExchangeId};
 use crate::http::HttpError;
 use crate::http::answer::Answer;
 use crate::http::forward::Scheme;
 use crate::http::h1::client::State as ConnState;
 use crate::http::h1::server::{Expired, ServerConn, ServerTimeouts};
+use crate::proxy_protocol::Rejected;
 use crate::sched::balance::Grant;
 use crate::snapshot::Snapshot;
 use crate::upstream::pool::Pool;
@@ -88,12 +89,12 @@ impl Reactor {
         id: usize,
         poll: Poll,
         control: Arc<Control>,
-        tagged: Vec<(std::net::TcpListener, bool)>,
+        tagged: Vec<(std::net::TcpListener, ListenerKind)>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Reactor> {
         let mut listeners = Listeners::default();
-        for (l, secure) in tagged {
-            listeners.add(poll.registry(), l, secure)?;
+        for (l, kind) in tagged {
+            listeners.add(poll.registry(), l, kind)?;
         }
         let snapshot = control.snapshot.load_full();
         Ok(Reactor {
@@ -191,6 +192,7 @@ impl Reactor {
                 continue;
             };
             match &mut c.state {
+                ClientState::ProxyHeader { .. } => self.close_client(token),
                 ClientState::H1(h) => match h.link {
                     Link::None => {
                         h.conn.close();
@@ -245,16 +247,17 @@ impl Reactor {
     fn run_commands(&mut self) {
         for command in self.control.take_commands(self.id) {
             match command {
-                Command::AddListener { listener, secure } => {
+                Command::AddListener { listener, kind } => {
                     if !self.is_draining()
-                        && let Err(e) = self.listeners.add(self.poll.registry(), listener, secure)
+                        && let Err(e) = self.listeners.add(self.poll.registry(), listener, kind)
                     {
                         tracing::warn!("reactor {}: cannot add a listener: {e}", self.id);
                     }
                 }
-                Command::RemoveListener(addr) => {
-                    self.listeners.remove(self.poll.registry(), addr);
+                Command::RemoveListener { addr, secure } => {
+                    self.listeners.remove(self.poll.registry(), addr, secure);
                 }
+                Command::UpdateListener { addr, kind } => self.listeners.update(addr, kind),
                 Command::Grant(g) => self.grants.push(g),
             }
         }
@@ -284,11 +287,20 @@ impl Reactor {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let (port, secure) = (listener.port, listener.secure);
+            let (port, kind) = (listener.addr.port(), listener.kind);
             match listener.sock.accept() {
                 Ok((mut sock, peer)) => {
+                    if let Some(c) = self.counters() {
+                        c.connections_accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Only a trusted balancer may speak for its clients:
+                    // anyone else is closed before a byte is read.
+                    if kind.proxy_protocol && !self.snapshot.is_trusted(peer.ip()) {
+                        self.proxy_rejected(Rejected::Untrusted);
+                        continue;
+                    }
                     let _ = sock.set_nodelay(true);
-                    let tls = match (secure, &self.tls) {
+                    let tls = match (kind.secure, &self.tls) {
                         (true, Some(cfg)) => match crate::tls::session::Session::new(cfg.clone()) {
                             Ok(s) => Some(Box::new(s)),
                             Err(e) => {
@@ -298,12 +310,21 @@ impl Reactor {
                         },
                         _ => None,
                     };
-                    let configured = if secure {
+                    let configured = if kind.secure {
                         self.snapshot.public_https_port
                     } else {
                         self.snapshot.public_http_port
                     };
-                    let conn = ServerConn::new(self.now, &self.server_timeouts());
+                    let state = if kind.proxy_protocol {
+                        ClientState::ProxyHeader {
+                            deadline: self.now + self.snapshot.timeouts.header,
+                        }
+                    } else {
+                        ClientState::H1(H1Client {
+                            conn: ServerConn::new(self.now, &self.server_timeouts()),
+                            link: Link::None,
+                        })
+                    };
                     let token = Token(self.conns.vacant_key());
                     if self.register(&mut sock, token).is_err() {
                         continue;
@@ -311,24 +332,22 @@ impl Reactor {
                     self.conns.insert(Conn::Client(Client {
                         sock,
                         tls,
-                        scheme: if secure { Scheme::Https } else { Scheme::Http },
+                        scheme: if kind.secure {
+                            Scheme::Https
+                        } else {
+                            Scheme::Http
+                        },
                         peer: peer.ip(),
                         port: if configured == 0 { port } else { configured },
                         rbuf: Vec::new(),
                         wbuf: Vec::new(),
-                        state: ClientState::H1(H1Client {
-                            conn,
-                            link: Link::None,
-                        }),
+                        state,
                         eof: false,
                         read_paused: false,
                         closing: false,
                         scheduled: None,
                     }));
                     self.schedule_conn(token);
-                    if let Some(c) = self.counters() {
-                        c.connections_accepted.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -431,6 +450,12 @@ impl Reactor {
         let now = self.now;
         match self.conns.get_mut(token.0) {
             Some(Conn::Client(c)) => match &mut c.state {
+                ClientState::ProxyHeader { deadline } => {
+                    if *deadline <= now {
+                        self.proxy_rejected(Rejected::Timeout);
+                        self.close_client(token);
+                    }
+                }
                 ClientState::H1(h) => match h.conn.handle_timeout(now) {
                     Some(Expired::HeaderTimeout) => {
                         let id = self.request_uuid().to_string();
@@ -514,6 +539,7 @@ impl Reactor {
         };
         let _ = self.poll.registry().deregister(&mut c.sock);
         match c.state {
+            ClientState::ProxyHeader { .. } => {}
             ClientState::H1(h) => match h.link {
                 Link::Exchange(xid) => self.drop_exchange(xid),
                 Link::Tunnel(up) => self.close_upstream(up),

@@ -9,6 +9,8 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::control::ListenerKind;
+
 /// Bind one non-blocking SO_REUSEPORT listener (also `control::Binder`).
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -30,9 +32,10 @@ const BASE: usize = usize::MAX - 1;
 
 pub struct Listener {
     pub sock: TcpListener,
-    /// Local port (X-Forwarded-Port when no public port is configured).
-    pub port: u16,
-    pub secure: bool,
+    /// Local address; its port is X-Forwarded-Port when no public port is
+    /// configured (nor given by a PROXY protocol header).
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
 }
 
 /// A reactor's listeners by index (token `BASE - index`); a removed one
@@ -47,25 +50,35 @@ impl Listeners {
         &mut self,
         registry: &Registry,
         listener: std::net::TcpListener,
-        secure: bool,
+        kind: ListenerKind,
     ) -> io::Result<()> {
         let mut sock = TcpListener::from_std(listener);
+        let addr = sock.local_addr()?;
         let index = self.slots.len();
         registry.register(&mut sock, Token(BASE - index), Interest::READABLE)?;
-        let port = sock.local_addr().map_or(80, |a| a.port());
-        self.slots.push(Some(Listener { sock, port, secure }));
+        self.slots.push(Some(Listener { sock, addr, kind }));
         Ok(())
     }
 
-    pub fn remove(&mut self, registry: &Registry, addr: SocketAddr) {
+    /// Stop accepting on the listener of this address and kind.
+    pub fn remove(&mut self, registry: &Registry, addr: SocketAddr, secure: bool) {
         for slot in self.slots.iter_mut() {
             if slot
                 .as_ref()
-                .and_then(|l| l.sock.local_addr().ok())
-                .is_some_and(|a| a == addr)
+                .is_some_and(|l| l.addr == addr && l.kind.secure == secure)
                 && let Some(mut l) = slot.take()
             {
                 let _ = registry.deregister(&mut l.sock);
+            }
+        }
+    }
+
+    /// New connections on this listener are served as `kind` says (those
+    /// already accepted keep what they started with).
+    pub fn update(&mut self, addr: SocketAddr, kind: ListenerKind) {
+        for l in self.slots.iter_mut().flatten() {
+            if l.addr == addr && l.kind.secure == kind.secure {
+                l.kind = kind;
             }
         }
     }

@@ -9,7 +9,8 @@
 //! HTTP/1.x client side; `h2.rs` HTTP/2 clients; `dispatch.rs` a request's
 //! way to a backend (routing, queue, pool, body, end); `upstream.rs` the
 //! backend side; `conn.rs` the records; `timers.rs` the wheel;
-//! `listener.rs` the listening sockets.
+//! `listener.rs` the listening sockets; `proxy.rs` the PROXY protocol
+//! header a listener may require before anything else.
 
 mod client;
 mod conn;
@@ -17,17 +18,18 @@ mod core;
 mod dispatch;
 mod h2;
 mod listener;
+mod proxy;
 mod timers;
 mod upstream;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use mio::{Token, Waker};
 
-use crate::control::{Control, Wake};
+use crate::config::Listen;
+use crate::control::{Control, ListenerKind, Wake};
 pub use listener::bind_reuseport;
 
 const WAKER: Token = Token(usize::MAX);
@@ -67,8 +69,8 @@ impl ReactorHandle {
 /// is an error at start, not a silent thread death.
 pub fn spawn(
     control: Arc<Control>,
-    http: &[SocketAddr],
-    https: &[SocketAddr],
+    http: &[Listen],
+    https: &[Listen],
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> io::Result<Vec<ReactorHandle>> {
     if !https.is_empty() && tls.is_none() {
@@ -80,11 +82,14 @@ pub fn spawn(
     let mut started = Vec::with_capacity(threads);
     for i in 0..threads {
         let mut listeners = Vec::with_capacity(http.len() + https.len());
-        for addr in http {
-            listeners.push((bind_reuseport(*addr)?, false));
-        }
-        for addr in https {
-            listeners.push((bind_reuseport(*addr)?, true));
+        for (list, secure) in [(http, false), (https, true)] {
+            for l in list {
+                let kind = ListenerKind {
+                    secure,
+                    proxy_protocol: l.proxy_protocol,
+                };
+                listeners.push((bind_reuseport(l.addr)?, kind));
+            }
         }
         let poll = mio::Poll::new()?;
         wakers.push(Arc::new(MioWaker(Waker::new(poll.registry(), WAKER)?)));
