@@ -473,14 +473,17 @@ impl Service {
             lock(&self.shared.running).insert(name.clone());
             // Saved by the caller before this task can start (see `run`
             // and `pessimistic_next`).
+            let ctx = TaskCtx {
+                dns: self.dns.clone(),
+                control: self.control.clone(),
+                cert_dir: self.cert_dir.clone(),
+                settings: self.settings.clone(),
+                shared: self.shared.clone(),
+            };
             tasks.spawn(order_task(
                 job,
                 account.clone(),
-                self.dns.clone(),
-                self.control.clone(),
-                self.cert_dir.clone(),
-                self.settings.clone(),
-                self.shared.clone(),
+                ctx,
                 self.region.clone().zip(guard),
             ));
         }
@@ -731,16 +734,28 @@ async fn renewal_window(
     }
 }
 
-async fn order_task(
-    job: OrderJob,
-    account: Arc<Account>,
+/// What an order task shares with the service.
+struct TaskCtx {
     dns: Arc<Dns>,
     control: Arc<Control>,
     cert_dir: PathBuf,
     settings: Arc<AcmeSettings>,
     shared: Arc<Shared>,
+}
+
+async fn order_task(
+    job: OrderJob,
+    account: Arc<Account>,
+    ctx: TaskCtx,
     regional: Option<(Region, LockGuard)>,
 ) -> Done {
+    let TaskCtx {
+        dns,
+        control,
+        cert_dir,
+        settings,
+        shared,
+    } = ctx;
     let name = job.name.clone();
     let on_action_required = |rec: &TxtRecord| {
         if let Some(r) = lock(&shared.book).names.get_mut(&rec.identifier) {
