@@ -382,25 +382,6 @@ pub fn stats(conn: &Conn) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_encoded() {
-        assert_eq!(segment("127.0.0.1:80"), "127.0.0.1:80");
-        assert_eq!(segment("[::1]:80"), "%5B::1%5D:80");
-        assert_eq!(segment("10.0.0.0/8"), "10.0.0.0%2F8");
-    }
-
-    #[test]
-    fn responses_are_split() {
-        let (s, b) = parse_response(b"HTTP/1.1 409 Conflict\r\nA: b\r\n\r\n{}").expect("parse");
-        assert_eq!((s, b.as_slice()), (409, &b"{}"[..]));
-        assert!(parse_response(b"HTTP/1.1 200").is_err());
-    }
-}
-
 /// `nodes`: the region's nodes as this node sees them, and its link to etcd.
 pub fn nodes(conn: &Conn) -> anyhow::Result<()> {
     let v = conn.call("GET", "/region", None)?;
@@ -448,4 +429,23 @@ pub fn nodes(conn: &Conn) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("127.0.0.1:80"), "127.0.0.1:80");
+        assert_eq!(segment("[::1]:80"), "%5B::1%5D:80");
+        assert_eq!(segment("10.0.0.0/8"), "10.0.0.0%2F8");
+    }
+
+    #[test]
+    fn responses_are_split() {
+        let (s, b) = parse_response(b"HTTP/1.1 409 Conflict\r\nA: b\r\n\r\n{}").expect("parse");
+        assert_eq!((s, b.as_slice()), (409, &b"{}"[..]));
+        assert!(parse_response(b"HTTP/1.1 200").is_err());
+    }
 }
