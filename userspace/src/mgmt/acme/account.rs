@@ -59,10 +59,48 @@ pub async fn regional(
         tracing::info!(account = account.id(), "ACME account of the region");
         return Ok(account);
     }
-    let account = load_or_create(settings, refusals).await?;
+    // One node creates it; the others wait for it to arrive.
+    let creating = region
+        .try_lock(&format!("_account-{tag}"))
+        .await
+        .map_err(|e| format!("the region's ACME account: {e}"))?;
+    let Some(creating) = creating else {
+        for _ in 0..300 {
+            if let Some(found) = region.acme_account(&tag) {
+                return restore(settings, refusals, shared(found?)?).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        return Err(
+            "another node is creating the region's ACME account; not there after 30 s".into(),
+        );
+    };
+    let account = load_or_create(settings, refusals).await;
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => {
+            creating.release().await;
+            return Err(e);
+        }
+    };
     let path = account_file(&settings.state_dir, settings.directory_url());
-    let mine = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    match region.put_acme_account(&tag, &mine).await {
+    let mine = match std::fs::read(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            creating.release().await;
+            return Err(format!("{}: {e}", path.display()));
+        }
+    };
+    let shared_now = region.put_acme_account(&tag, &mine).await;
+    // Released once the account is in etcd: waiters find it there.
+    for _ in 0..50 {
+        if region.acme_account(&tag).is_some() || shared_now.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    creating.release().await;
+    match shared_now {
         Ok(true) => Ok(account),
         Ok(false) => {
             // Another node's account got there first: use it.

@@ -221,6 +221,13 @@ impl Service {
         // not mean a thousand fsyncs); what `launch` changed is saved at
         // once, before the tasks it spawned can run (this runtime has one
         // thread: they start only when this loop yields, in `select!`).
+        // Region mode: nothing is decided before the region was read (its
+        // account, certificates and locks are the truth).
+        if let Some(region) = &self.region {
+            while region.status().last_sync.is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         let mut results_unsaved = false;
         let mut saved = std::time::Instant::now();
         loop {
