@@ -36,6 +36,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "bind9",
     // ACME tests: dig queries challtestsrv and named.
     "bind9-dnsutils",
+    // Region tests: a real etcd cluster per test (tests/support/etcd.rs).
+    "etcd-server",
+    // Region tests: the harness drives etcd with etcdctl (API v3).
+    "etcd-client",
+    // The etcd-client crate (region mode) generates its gRPC code with protoc.
+    "protobuf-compiler",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
