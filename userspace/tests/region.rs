@@ -66,7 +66,10 @@ impl Region {
         let seed = self.dir.join("seed.toml");
         std::fs::write(
             &seed,
-            format!("{}\n{apps}", self.section(endpoints, "seed", &self.dir.join("seed-cache"))),
+            format!(
+                "{}\n{apps}",
+                self.section(endpoints, "seed", &self.dir.join("seed-cache"))
+            ),
         )
         .expect("seed");
         let out = Command::new(bin())
@@ -103,7 +106,13 @@ impl Node {
         Node::with_http(region, name, endpoints, extra, free_port())
     }
 
-    fn with_http(region: &Region, name: &str, endpoints: &[String], extra: &str, http: u16) -> Node {
+    fn with_http(
+        region: &Region,
+        name: &str,
+        endpoints: &[String],
+        extra: &str,
+        http: u16,
+    ) -> Node {
         let dir = region.dir.join(name);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let token = dir.join("admin.token");
@@ -157,7 +166,16 @@ impl Node {
     /// The status code of `GET http://<host>/` through this node.
     fn status_for(&self, host: &str) -> u16 {
         let out = Command::new("curl")
-            .args(["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .args([
+                "-s",
+                "-m",
+                "3",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+            ])
             .arg(format!("Host: {host}"))
             .arg(format!("http://127.0.0.1:{}/", self.http))
             .output()
@@ -277,10 +295,20 @@ fn writes_on_one_node_serve_on_all_and_conflicting_writes_have_one_winner() {
     // Two owners claim the same wildcard on two nodes at once: one wins.
     let (a, b) = (nodes[0].admin, nodes[1].admin);
     let t1 = std::thread::spawn(move || {
-        admin_call(a, "POST", "/apps/shop/domains", Some(r#"{"domain": "*.contested.test"}"#))
+        admin_call(
+            a,
+            "POST",
+            "/apps/shop/domains",
+            Some(r#"{"domain": "*.contested.test"}"#),
+        )
     });
     let t2 = std::thread::spawn(move || {
-        admin_call(b, "POST", "/apps/blog/domains", Some(r#"{"domain": "*.contested.test"}"#))
+        admin_call(
+            b,
+            "POST",
+            "/apps/blog/domains",
+            Some(r#"{"domain": "*.contested.test"}"#),
+        )
     });
     let (r1, r2) = (t1.join().expect("t1"), t2.join().expect("t2"));
     let codes = [r1.0, r2.0];
@@ -314,7 +342,10 @@ fn writes_on_one_node_serve_on_all_and_conflicting_writes_have_one_winner() {
         .output()
         .expect("export");
     let text = String::from_utf8_lossy(&export.stdout);
-    assert!(text.contains("w19.shop.region.test") && text.contains("*.contested.test"), "{text}");
+    assert!(
+        text.contains("w19.shop.region.test") && text.contains("*.contested.test"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -323,7 +354,10 @@ fn leader_loss_and_a_full_outage_lose_nothing_and_nodes_converge() {
     let endpoints = etcd.endpoints();
     let region = Region::new("outage");
     let backend = Backend::start("region-app");
-    region.import(&endpoints, &app("shop", "alice", &["shop.region.test"], &backend));
+    region.import(
+        &endpoints,
+        &app("shop", "alice", &["shop.region.test"], &backend),
+    );
     let mut nodes = three_nodes(&region, &endpoints, ["", "", ""]);
     for n in &nodes {
         n.wait_status("shop.region.test", 200, Duration::from_secs(10));
@@ -454,7 +488,10 @@ fn a_node_cut_off_during_compaction_resyncs_without_stale_apps() {
     assert!(v["status"]["resyncs"].as_u64().unwrap_or(0) >= 1, "{v}");
     // etcd wiped and re-seeded: the revision goes backwards, nodes follow.
     etcd.wipe_and_restart();
-    region.import(&etcd.endpoints(), &app("fresh", "carol", &["fresh.region.test"], &backend));
+    region.import(
+        &etcd.endpoints(),
+        &app("fresh", "carol", &["fresh.region.test"], &backend),
+    );
     for n in &nodes {
         n.wait_status("fresh.region.test", 200, Duration::from_secs(20));
         n.wait_status("shop.region.test", 404, Duration::from_secs(5));
@@ -467,7 +504,10 @@ fn acme_in_a_region_one_order_tokens_on_any_node_certificate_everywhere() {
     let endpoints = etcd.endpoints();
     let region = Region::new("acme");
     let backend = Backend::start("region-app");
-    region.import(&endpoints, &app("shop", "alice", &["shop.region.test"], &backend));
+    region.import(
+        &endpoints,
+        &app("shop", "alice", &["shop.region.test"], &backend),
+    );
     // Pebble validates HTTP-01 against node B, which runs no ACME at all:
     // A and C race for the lock, B answers from the region's tokens.
     let b_http = free_port();

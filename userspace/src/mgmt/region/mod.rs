@@ -61,6 +61,8 @@ pub struct Status {
     pub last_sync: Option<i64>,
     pub last_error: Option<String>,
     pub resyncs: u64,
+    /// The etcd member this node talks to.
+    pub endpoint: Option<String>,
 }
 
 /// The last good state on local disk.
@@ -82,6 +84,8 @@ struct Inner {
     key: RegionKey,
     node: String,
     client: Mutex<Option<Client>>,
+    /// Index (mod the list) of the etcd member to talk to.
+    endpoint: std::sync::atomic::AtomicUsize,
     state: Mutex<RegionState>,
     status: Mutex<Status>,
 }
@@ -122,6 +126,7 @@ impl Region {
                 settings: settings.clone(),
                 key,
                 client: Mutex::new(None),
+                endpoint: std::sync::atomic::AtomicUsize::new(0),
                 state: Mutex::new(RegionState::default()),
                 status: Mutex::new(Status {
                     node: node.clone(),
@@ -152,6 +157,7 @@ impl Region {
                 settings: settings.clone(),
                 key,
                 client: Mutex::new(None),
+                endpoint: std::sync::atomic::AtomicUsize::new(0),
                 state: Mutex::new(RegionState::default()),
                 status: Mutex::new(Status::default()),
                 node: settings.node_name(),
@@ -251,13 +257,48 @@ impl Region {
             }
             options = options.with_tls(tls);
         }
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            Client::connect(&s.endpoints, Some(options)),
-        )
-        .await
-        .map_err(|_| "connecting to etcd timed out".to_string())?
-        .map_err(|e| e.to_string())
+        // One member at a time, rotating on failure: a client balanced
+        // over every endpoint keeps sending a share of its requests (and
+        // its watch) to a member that is gone.
+        let options = options.with_require_leader(true);
+        let n = s.endpoints.len();
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            let i = self
+                .inner
+                .endpoint
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % n;
+            let endpoint = &s.endpoints[i];
+            let attempt = async {
+                let mut client = Client::connect([endpoint.as_str()], Some(options.clone()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client.status().await.map_err(|e| e.to_string())?;
+                Ok::<Client, String>(client)
+            };
+            match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                Ok(Ok(client)) => {
+                    // Stay on this member until it fails.
+                    self.inner
+                        .endpoint
+                        .store(i, std::sync::atomic::Ordering::Relaxed);
+                    lock(&self.inner.status).endpoint = Some(endpoint.clone());
+                    return Ok(client);
+                }
+                Ok(Err(e)) => errors.push(format!("{endpoint}: {e}")),
+                Err(_) => errors.push(format!("{endpoint}: no answer within 3 s")),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// The session on the current member failed: the next connect starts
+    /// with the next member.
+    fn next_endpoint(&self) {
+        self.inner
+            .endpoint
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn client(&self) -> Result<Client, WriteError> {

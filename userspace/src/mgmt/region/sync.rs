@@ -38,6 +38,7 @@ pub async fn run(region: Region, sink: Sink) {
             }
         }
         *lock(&region.inner.client) = None;
+        region.next_endpoint();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
