@@ -63,6 +63,9 @@ pub struct Status {
     pub resyncs: u64,
     /// The etcd member this node talks to.
     pub endpoint: Option<String>,
+    /// Why the region's latest apps were not applied (the previous ones
+    /// serve): the node reports itself unhealthy meanwhile.
+    pub apply_error: Option<String>,
 }
 
 /// The last good state on local disk.

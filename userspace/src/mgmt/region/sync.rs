@@ -207,12 +207,21 @@ async fn deliver(
     };
     if let Some(apps) = apps {
         let mut m = sink.manager.lock().await;
-        match m.region_apps(apps) {
-            Ok(()) => tracing::info!(revision, "region: configuration applied"),
-            Err(e) => tracing::error!(
-                revision,
-                "region: configuration NOT applied, the previous one keeps serving: {e:#}"
-            ),
+        let result = m.region_apps(apps);
+        drop(m);
+        let mut st = lock(&inner.status);
+        match result {
+            Ok(()) => {
+                tracing::info!(revision, "region: configuration applied");
+                st.apply_error = None;
+            }
+            Err(e) => {
+                tracing::error!(
+                    revision,
+                    "region: configuration NOT applied, the previous one keeps serving: {e:#}"
+                );
+                st.apply_error = Some(format!("{e:#}"));
+            }
         }
     }
     if let Some(t) = challenges {
@@ -315,6 +324,7 @@ impl Registration {
     async fn put(&mut self, region: &Region) -> Result<(), String> {
         let inner = &region.inner;
         self.record.revision = lock(&inner.state).applied;
+        self.record.healthy = lock(&inner.status).apply_error.is_none();
         self.record.updated = now();
         let json = serde_json::to_vec(&self.record).map_err(|e| e.to_string())?;
         self.client
@@ -340,7 +350,9 @@ impl Registration {
             }
             self.last_ping = Instant::now();
         }
-        if lock(&region.inner.state).applied != self.last_revision
+        let healthy = lock(&region.inner.status).apply_error.is_none();
+        if (healthy != self.record.healthy
+            || lock(&region.inner.state).applied != self.last_revision)
             && let Err(e) = self.put(region).await
         {
             tracing::warn!("region: {e}");
