@@ -91,22 +91,7 @@ impl Node {
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-m", "5", "-X", method, "-w", "\n%{http_code}", "-H"])
-            .arg(format!("Authorization: Bearer {TOKEN}"));
-        if let Some(b) = body {
-            c.args(["-H", "Content-Type: application/json", "-d", b]);
-        }
-        let out = c
-            .arg(format!("http://127.0.0.1:{}{path}", self.admin))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(json).unwrap_or(Value::Null),
-        )
+        support::proc::admin_call(self.admin, TOKEN, method, path, body)
     }
 
     /// The ACME record of `name` (GET /certificates).

@@ -208,22 +208,7 @@ impl Drop for Node {
 }
 
 fn admin_call(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut c = Command::new("curl");
-    c.args(["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Authorization: Bearer {TOKEN}"));
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "-d", b]);
-    }
-    let out = c
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(json).unwrap_or(Value::Null),
-    )
+    support::proc::admin_call(port, TOKEN, method, path, body)
 }
 
 fn set_mode(path: &Path, mode: u32) {

@@ -112,18 +112,7 @@ impl Config {
 
     /// Parse and validate `text`; `path` only names the source in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((0, 0));
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-            }
-        })?;
+        let config: Config = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         if config.region.is_some() && !config.apps.is_empty() {
             return Err(ConfigError::Semantic {
                 path: path.to_path_buf(),
@@ -162,18 +151,8 @@ impl Config {
     /// A region seed file (`portier region import`): `[region]` and
     /// `[[apps]]` together, validated as a whole.
     pub fn parse_seed(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let mut without_apps: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_column(text, s.start))
-                .unwrap_or((0, 0));
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-            }
-        })?;
+        let mut without_apps: Config =
+            toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         let apps = std::mem::take(&mut without_apps.apps);
         without_apps
             .with_apps(apps)
@@ -264,6 +243,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A TOML error as `file:line:column: reason`.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e
+        .span()
+        .map(|s| line_column(text, s.start))
+        .unwrap_or((0, 0));
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message: e.message().trim().to_string(),
     }
 }
 

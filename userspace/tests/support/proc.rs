@@ -464,3 +464,29 @@ pub fn app_at(name: &str, domain: &str, backends: &[SocketAddr], extra: &str) ->
         list.join(", ")
     )
 }
+
+/// One admin API call with curl: `(status, JSON body or Null)`.
+pub fn admin_call(
+    port: u16,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-m", "10", "-X", method, "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"));
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = c
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(json).unwrap_or(serde_json::Value::Null),
+    )
+}

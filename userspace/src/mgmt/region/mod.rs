@@ -346,18 +346,7 @@ impl Region {
         if ops.is_empty() {
             return Ok(lock(&self.inner.state).revision);
         }
-        ops.push(TxnOp::put(
-            keys.apps_guard(),
-            format!("{} {}", self.inner.node, now()),
-            None,
-        ));
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                keys.apps_guard(),
-                CompareOp::Equal,
-                seen_guard,
-            )])
-            .and_then(ops);
+        let txn = apps_txn(keys, seen_guard, ops, &self.inner.node);
         let mut client = self.client()?;
         let resp = client
             .txn(txn)
@@ -543,6 +532,23 @@ impl Region {
     }
 }
 
+/// One apps write: `ops`, and the guard touched, only if nobody wrote
+/// apps since the guard's revision `seen` (0: never written).
+fn apps_txn(keys: &Keys, seen: i64, mut ops: Vec<TxnOp>, by: &str) -> Txn {
+    ops.push(TxnOp::put(
+        keys.apps_guard(),
+        format!("{by} {}", now()),
+        None,
+    ));
+    Txn::new()
+        .when([Compare::mod_revision(
+            keys.apps_guard(),
+            CompareOp::Equal,
+            seen,
+        )])
+        .and_then(ops)
+}
+
 /// `portier region import`: make the region's apps exactly `apps`
 /// (validated by the caller), in one transaction. Returns the revision.
 pub async fn import(settings: &RegionSettings, apps: &[AppSettings]) -> anyhow::Result<i64> {
@@ -571,18 +577,7 @@ pub async fn import(settings: &RegionSettings, apps: &[AppSettings]) -> anyhow::
             None,
         ));
     }
-    ops.push(TxnOp::put(
-        keys.apps_guard(),
-        format!("import {}", now()),
-        None,
-    ));
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
-            keys.apps_guard(),
-            CompareOp::Equal,
-            guard_rev,
-        )])
-        .and_then(ops);
+    let txn = apps_txn(keys, guard_rev, ops, "import");
     let resp = client.txn(txn).await?;
     if !resp.succeeded() {
         anyhow::bail!("the region's apps changed during the import; run it again");
