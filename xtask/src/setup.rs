@@ -26,6 +26,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "python3-h2",
     // The admin API test parses /metrics with the reference Prometheus parser.
     "python3-prometheus-client",
+    // The status page is tested in a real browser (headless).
+    "chromium",
     // ACME tests: a real test CA (pebble, with pebble-challtestsrv as the
     // resolver of its validation authority).
     "pebble",

@@ -404,7 +404,46 @@ where
     Ok(Some((request, head.keep_alive)))
 }
 
+/// The status page's files (`/ui/`): static, embedded, holding no data —
+/// the page fetches everything from the API with the token — so they are
+/// the only answers given without a token.
+fn status_page(request: &Request) -> Option<Response> {
+    if request.method != "GET" || request.segments.first().map(String::as_str) != Some("ui") {
+        return None;
+    }
+    let (content_type, body): (&'static str, &'static str) =
+        match request.segments.get(1).map(String::as_str) {
+            None | Some("index.html") => (
+                "text/html; charset=utf-8",
+                include_str!("admin/ui/index.html"),
+            ),
+            Some("app.js") => (
+                "text/javascript; charset=utf-8",
+                include_str!("admin/ui/app.js"),
+            ),
+            Some("style.css") => (
+                "text/css; charset=utf-8",
+                include_str!("admin/ui/style.css"),
+            ),
+            Some(_) => return Some(Response::error(404, "not_found", "no such file under /ui/")),
+        };
+    let mut r = Response::text(200, content_type, body.to_string());
+    r.headers.extend([
+        (
+            "Content-Security-Policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'".to_string(),
+        ),
+        ("Referrer-Policy", "no-referrer".to_string()),
+        ("X-Content-Type-Options", "nosniff".to_string()),
+        ("Cache-Control", "no-store".to_string()),
+    ]);
+    Some(r)
+}
+
 async fn handle(ctx: &Ctx, request: Request) -> Response {
+    if let Some(page) = status_page(&request) {
+        return page;
+    }
     let reject = |reason: &str, challenge: &str| {
         let mut r = Response::error(401, "unauthorized", reason);
         r.headers.push(("WWW-Authenticate", challenge.to_string()));
