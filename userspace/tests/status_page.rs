@@ -4,6 +4,8 @@
 //! the app, a quarantined backend, XDP counters. Everything runs in a
 //! network namespace made by the test (its own `lo`, XDP attached there in
 //! generic mode), removed even on failure. Root only, like the XDP tests.
+//! The same node checks the Grafana dashboard (scripts/grafana/portier.json):
+//! every metric it queries exists in `/metrics`.
 
 mod support;
 
@@ -71,13 +73,28 @@ fn the_status_page_renders_apps_a_quarantined_backend_and_xdp_counters() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     }
+    let certs = fs.root.join("certs");
+    std::fs::create_dir_all(&certs).expect("certs");
+    let out = Command::new(support::proc::bin())
+        .args(["self-signed", "--names", "shop.status.test", "--out"])
+        .arg(certs.join("default.pem"))
+        .output()
+        .expect("self-signed");
+    assert!(out.status.success());
     let config = fs.root.join("portier.toml");
     std::fs::write(
         &config,
         format!(
             r#"[server]
 http = ["127.0.0.1:8080"]
+https = ["127.0.0.1:8443"]
 threads = 1
+[tls]
+cert_dir = "{certs}"
+# A CA that is not there: the ACME metrics exist, its orders fail.
+[acme]
+directory = "http://127.0.0.1:9/directory"
+state_dir = "{acme}"
 [admin]
 listen = "127.0.0.1:9090"
 token_file = "{token}"
@@ -92,13 +109,15 @@ quarantine_max_ms = 60000
 interfaces = ["lo"]
 mode = "generic"
 pin_dir = "{pins}"
-service_ports = [8080]
+service_ports = [8080, 8443]
 allow_tcp_ports = [9090, 9101, 9102]
 drop_closed_ports = false
 bogons = ["0.0.0.0/8"]
 "#,
             token = token.display(),
             pins = fs.dir.join("portier").display(),
+            certs = certs.display(),
+            acme = fs.root.join("acme").display(),
         ),
     )
     .expect("config");
@@ -195,4 +214,58 @@ bogons = ["0.0.0.0/8"]
         .unwrap_or(0);
     assert!(packets > 0, "XDP packets counted: {row}");
     assert!(dom.contains("live, "), "refreshed from the API: {dom}");
+
+    // Every metric the Grafana dashboard queries exists.
+    ns.run(&[
+        "curl",
+        "-sk",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        "shop.status.test:8443:127.0.0.1",
+        "https://shop.status.test:8443/",
+    ]);
+    let metrics = ns.run(&[
+        "curl",
+        "-s",
+        "-H",
+        &format!("Authorization: Bearer {TOKEN}"),
+        "http://127.0.0.1:9090/metrics",
+    ]);
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/grafana/portier.json"
+        ))
+        .expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for (i, _) in expr.match_indices("portier_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|name| {
+            !metrics.lines().any(|l| {
+                !l.starts_with('#')
+                    && (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics /metrics does not have: {missing:?}\n{metrics}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The admin API server: HTTP/1.1 + JSON on the management runtime, over
 //! TCP (`[admin] listen`) and/or a unix socket (`[admin] unix_socket`),
-//! every request authenticated with a bearer token.
+//! every request authenticated with a bearer token (but the status page's
+//! static files, which hold no data).
 //!
 //! Owns: binding the listeners and reading the token at start (so a bad
 //! token file stops portier before it serves anything), the connection
