@@ -33,6 +33,9 @@ pub struct ServerSettings {
     pub gzip_min_size: u64,
     /// gzip level, 1 (fast) to 9 (small).
     pub gzip_level: u32,
+    /// Run as this user once listeners are bound and XDP is attached
+    /// (started as root), keeping only the capabilities still needed.
+    pub user: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -48,6 +51,7 @@ impl Default for ServerSettings {
             sticky_secret: None,
             gzip_min_size: 1024,
             gzip_level: 5,
+            user: None,
         }
     }
 }

@@ -7,5 +7,6 @@ pub mod bpf;
 pub mod certs;
 pub mod manager;
 pub mod metrics;
+pub mod privileges;
 pub mod probe;
 pub mod region;

@@ -1,0 +1,164 @@
+//! Dropping root (`[server] user`): Portier starts as root to attach XDP,
+//! pin its maps and bind privileged ports, then runs as an unprivileged
+//! user with only the capabilities it still needs:
+//! `CAP_NET_BIND_SERVICE` (listeners opened by a reload), and with XDP
+//! `CAP_BPF` (blocklist updates through the maps) and `CAP_NET_ADMIN`
+//! (detaching the program on exit). Everything else leaves the bounding
+//! set, and `no_new_privs` is set.
+//!
+//! Must run while the process has one thread (capabilities are per
+//! thread): after the root-only steps, before reactors and the runtime.
+//! The directories Portier writes to (certificates, ACME state, region
+//! cache) and the access log are given to that user first.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+pub const CAP_NET_BIND_SERVICE: u32 = 10;
+pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_BPF: u32 = 39;
+/// The highest capability number this code knows of (CAP_CHECKPOINT_RESTORE).
+const CAP_LAST: u32 = 40;
+
+/// A user to run as.
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Look a user up in the system's user database.
+pub fn lookup(name: &str) -> anyhow::Result<RunAs> {
+    let c = CString::new(name).context("server.user: a NUL in the name")?;
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives `pw`'s use.
+    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        bail!("server.user: no user named {name}");
+    }
+    Ok(RunAs {
+        name: name.to_string(),
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    })
+}
+
+/// The capabilities kept: bind, and with XDP the map and detach ones.
+pub fn kept(xdp: bool) -> Vec<u32> {
+    let mut caps = vec![CAP_NET_BIND_SERVICE];
+    if xdp {
+        caps.extend([CAP_NET_ADMIN, CAP_BPF]);
+    }
+    caps
+}
+
+/// Give `paths` (recursively for directories) to the user.
+pub fn give(user: &RunAs, paths: &[&Path]) -> anyhow::Result<()> {
+    fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    for p in paths.iter().filter(|p| p.exists()) {
+        walk(p, user.uid, user.gid)
+            .with_context(|| format!("giving {} to {}", p.display(), user.name))?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn mask(caps: &[u32]) -> [CapData; 2] {
+    let mut d = [CapData::default(); 2];
+    for &c in caps {
+        let (i, bit) = ((c / 32) as usize, 1u32 << (c % 32));
+        d[i].effective |= bit;
+        d[i].permitted |= bit;
+    }
+    d
+}
+
+fn check(rc: libc::c_int, what: &str) -> anyhow::Result<()> {
+    if rc != 0 {
+        bail!("{what}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Become `user` keeping `keep`. The calling thread must be the only one
+/// that matters (threads started later inherit the result).
+pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
+    // SAFETY: plain syscalls with valid arguments; failures are checked.
+    unsafe {
+        for cap in 0..=CAP_LAST {
+            if !keep.contains(&cap) {
+                // EINVAL for a capability this kernel does not know: fine.
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+            }
+        }
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0), "keeping capabilities")?;
+        let groups = [user.gid];
+        check(libc::setgroups(1, groups.as_ptr()), "setgroups")?;
+        check(libc::setgid(user.gid), "setgid")?;
+        check(libc::setuid(user.uid), "setuid")?;
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = mask(keep);
+        check(
+            libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) as libc::c_int,
+            "capset",
+        )?;
+        check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0), "keepcaps off")?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")?;
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        bail!("still root after dropping to {}", user.name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_split_across_the_two_words() {
+        let d = mask(&kept(true));
+        assert_eq!(d[0].effective, (1 << 10) | (1 << 12));
+        assert_eq!(d[1].effective, 1 << (39 - 32));
+        assert_eq!(d[0].permitted, d[0].effective);
+        assert_eq!(d[0].inheritable, 0);
+        assert_eq!(kept(false), [CAP_NET_BIND_SERVICE]);
+    }
+
+    #[test]
+    fn users_are_looked_up() {
+        let root = lookup("root").expect("root exists");
+        assert_eq!((root.uid, root.gid), (0, 0));
+        assert!(lookup("no-such-user-portier").is_err());
+    }
+}
