@@ -9,6 +9,7 @@
 //! xtask dies first). If anything fails the demo goes on without ACME (said
 //! on stderr).
 
+use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -174,12 +175,13 @@ pub fn start_with(dir: &Path, spec: &PebbleSpec) -> anyhow::Result<DemoPebble> {
 }
 
 /// `program`, under `taskset -c cpus` if given (taskset execs it: the PID
-/// is the program's), killed by the kernel if xtask dies first.
-fn command(program: &str, cpus: Option<&str>) -> Command {
+/// is the program's), killed by the kernel if xtask dies first (also used
+/// by the region demo).
+pub fn command(program: impl AsRef<OsStr>, cpus: Option<&str>) -> Command {
     let mut c = match cpus {
         Some(cpus) => {
             let mut c = Command::new("taskset");
-            c.args(["-c", cpus, program]);
+            c.args(["-c", cpus]).arg(program);
             c
         }
         None => Command::new(program),

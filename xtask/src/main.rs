@@ -1,7 +1,8 @@
 //! `cargo xtask`: the operator's and developer's commands.
 //!
 //! `setup` installs what the build and tests need (idempotent, seconds when
-//! nothing is missing); `build`, `run`, `test`, `fuzz`, `bench` build on it;
+//! nothing is missing); `build`, `run` (`--region`: 3 etcd members and 3
+//! nodes), `test`, `fuzz`, `bench` build on it;
 //! `xdp …` drives a running portier through its pinned maps; `apps`,
 //! `domains`, `backends`, `certs`, `reload`, `stats` drive its admin API.
 
@@ -9,6 +10,7 @@ mod admin;
 mod bench_acme;
 mod bench_load;
 mod demo_pebble;
+mod demo_region;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +36,12 @@ enum Cmd {
     /// Build the XDP program, then portier (release) with the program embedded.
     Build,
     /// Set up, build, and run portier on its built-in demo.
-    Run,
+    Run {
+        /// A region instead: 3 etcd members and 3 nodes on loopback (HTTP on
+        /// :8081-:8083, admin API on :9091-:9093, files in target/demo/region).
+        #[arg(long)]
+        region: bool,
+    },
     /// Set up, build, and run the whole test suite (needs root for the XDP tests).
     Test {
         /// Skip the tests that need root (XDP in network namespaces).
@@ -114,7 +121,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Setup => setup::all(),
         Cmd::Build => setup::all().and_then(|()| build(true)),
-        Cmd::Run => run(),
+        Cmd::Run { region: false } => run(),
+        Cmd::Run { region: true } => setup::all()
+            .and_then(|()| build(true))
+            .and_then(|()| demo_region::run()),
         Cmd::Test {
             unprivileged,
             fuzz_seconds,
@@ -276,15 +286,7 @@ fn run() -> anyhow::Result<()> {
     }
     // The admin API's token (what `cargo xtask certs --token-file` reads).
     let token = dir.join("admin.token");
-    if !token.exists() {
-        let mut bytes = [0u8; 24];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-            .context("reading /dev/urandom")?;
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(&token, hex)?;
-    }
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    demo_token(&token)?;
     // A local CA for ACME; the demo goes on without it if it cannot start.
     let pebble = match demo_pebble::start(&dir.join("pebble"), 8080) {
         Ok(p) => Some(p),
@@ -366,6 +368,21 @@ fn run() -> anyhow::Result<()> {
     if !status.success() {
         bail!("portier exited with {status}");
     }
+    Ok(())
+}
+
+/// A demo's admin token at `path`: made once (24 random bytes, hex), kept
+/// across runs, mode 0600.
+fn demo_token(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        let mut bytes = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .context("reading /dev/urandom")?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(path, hex)?;
+    }
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(())
 }
 
