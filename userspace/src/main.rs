@@ -262,6 +262,41 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 .context("building the TLS configuration")?,
         ))
     };
+    // Root was needed for XDP, the pins and privileged ports; from here on
+    // (reactors, runtime) the process runs as [server] user, if set.
+    if let Some(name) = &config.server.user {
+        let user = portier::mgmt::privileges::lookup(name)?;
+        let mut mine: Vec<&std::path::Path> = vec![&config.tls.cert_dir];
+        if let Some(a) = &config.acme {
+            portier::fsutil::private_dir(&a.state_dir)?;
+            mine.push(&a.state_dir);
+        }
+        if let Some(r) = &config.region {
+            mine.push(&r.cache_dir);
+        }
+        // The access log file itself (its directory must let the user
+        // create the next one when SIGUSR1 reopens it after a rotation).
+        let log_file = match config.log.target() {
+            Some(portier::accesslog::Target::File(path)) => Some(path),
+            _ => None,
+        };
+        if let Some(f) = &log_file {
+            mine.push(f);
+        }
+        portier::mgmt::privileges::give(&user, &mine)?;
+        let keep = portier::mgmt::privileges::kept(xdp.is_some());
+        portier::mgmt::privileges::drop_to(&user, &keep)
+            .with_context(|| format!("dropping privileges to {name}"))?;
+        eprintln!(
+            "portier: running as {name} (uid {}), capabilities kept: {}",
+            user.uid,
+            if xdp.is_some() {
+                "net_bind_service, net_admin, bpf"
+            } else {
+                "net_bind_service"
+            }
+        );
+    }
     let reactors = if config.server.http.is_empty() && config.server.https.is_empty() {
         Vec::new()
     } else {

@@ -12,53 +12,17 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::netns::{BpfFs, Portier, sh};
+use support::netns::{BpfFs, KillOnDrop, Netns, Portier};
 use support::proc::demo_backend_bin;
 
 const TOKEN: &str = "status-page-token-0123456789";
-
-/// A network namespace with `lo` up, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", name]).output();
-        sh(&["ip", "netns", "add", name]);
-        sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
-        Netns(name.to_string())
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .expect("ip netns exec")
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process killed on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 #[ignore = "needs root: network namespace, XDP"]
 fn the_status_page_renders_apps_a_quarantined_backend_and_xdp_counters() {
     let ns = Netns::new(&format!("pst{}", std::process::id()));
     let fs = BpfFs::new("status-page");
-    let backend = Child(
+    let backend = KillOnDrop(
         Command::new("ip")
             .args(["netns", "exec", &ns.0, demo_backend_bin()])
             .args(["--listen", "127.0.0.1:9101", "--name", "good"])

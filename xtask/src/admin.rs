@@ -413,7 +413,7 @@ pub fn nodes(conn: &Conn) -> anyhow::Result<()> {
             "{:<24} {:<10} {:>10} {:<8}",
             n["node"].as_str().unwrap_or("?"),
             n["version"].as_str().unwrap_or("?"),
-            n["revision"],
+            n["revision"].to_string(),
             if n["healthy"].as_bool() == Some(true) {
                 "healthy"
             } else {

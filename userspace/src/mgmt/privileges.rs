@@ -36,7 +36,8 @@ pub fn lookup(name: &str) -> anyhow::Result<RunAs> {
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; `buf` outlives `pw`'s use.
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let rc =
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
     if rc != 0 || out.is_null() {
         bail!("server.user: no user named {name}");
     }
@@ -118,7 +119,10 @@ pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
                 libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
             }
         }
-        check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0), "keeping capabilities")?;
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
+            "keeping capabilities",
+        )?;
         let groups = [user.gid];
         check(libc::setgroups(1, groups.as_ptr()), "setgroups")?;
         check(libc::setgid(user.gid), "setgid")?;
@@ -129,11 +133,21 @@ pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
         };
         let data = mask(keep);
         check(
-            libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) as libc::c_int,
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            ) as libc::c_int,
             "capset",
         )?;
-        check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0), "keepcaps off")?;
-        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")?;
+        check(
+            libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0),
+            "keepcaps off",
+        )?;
+        check(
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0),
+            "no_new_privs",
+        )?;
     }
     if unsafe { libc::geteuid() } == 0 {
         bail!("still root after dropping to {}", user.name);
