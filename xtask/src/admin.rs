@@ -22,9 +22,11 @@ pub struct Conn {
     /// Admin API: http://HOST:PORT or unix:/path/to/admin.sock.
     #[arg(long, default_value = "http://127.0.0.1:9090", global = true)]
     admin: String,
-    /// File holding the bearer token ([admin] token_file).
-    #[arg(long, default_value = "/etc/portier/admin.token", global = true)]
-    token_file: PathBuf,
+    /// File holding the bearer token ([admin] token_file). Default:
+    /// /etc/portier/admin.token, or the demo's target/demo/admin.token when
+    /// that one does not exist and the demo's does.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -64,11 +66,25 @@ fn segment(s: &str) -> String {
 }
 
 impl Conn {
+    fn token_file(&self) -> PathBuf {
+        if let Some(f) = &self.token_file {
+            return f.clone();
+        }
+        let system = PathBuf::from("/etc/portier/admin.token");
+        let demo = crate::root().join("target/demo/admin.token");
+        if !system.exists() && demo.exists() {
+            demo
+        } else {
+            system
+        }
+    }
+
     fn token(&self) -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(&self.token_file).with_context(|| {
+        let file = self.token_file();
+        let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
                 "reading the admin token from {} (pass --token-file)",
-                self.token_file.display()
+                file.display()
             )
         })?;
         Ok(text.trim().to_string())

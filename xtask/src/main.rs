@@ -335,7 +335,14 @@ fn run() -> anyhow::Result<()> {
          \x20 curl -si -H 'Host: eu.shop.localhost' http://{http}/ | grep -i location           # wildcard *.shop.localhost, same redirect\n\
          \x20 curl -sik --resolve www.shop.localhost:8443:127.0.0.1 https://www.shop.localhost:8443/ | grep -i strict-transport   # HSTS\n\
          \x20 curl -s -H 'Accept-Encoding: gzip' -H 'Host: demo.localhost' http://{http}/bytes/100000 | gunzip | wc -c   # gzip on the fly\n\
-         {acme_lines}         XDP runs on `lo` in generic mode:\n\
+         {acme_lines}         Operate it (admin API on 127.0.0.1:9090, token {token}, found by xtask by itself):\n\
+         \x20 cargo xtask apps                       # apps, backends and their state\n\
+         \x20 cargo xtask stats                      # queue depth, in flight, requests and responses\n\
+         \x20 cargo xtask certs                      # certificates and their ACME state\n\
+         \x20 curl -s -H \"Authorization: Bearer $(cat {token})\" http://127.0.0.1:9090/metrics | grep ^portier_requests\n\
+         \x20 status page: http://127.0.0.1:9090/ui/#token=$(cat {token})\n\
+         \x20 scripts/demo-traffic 30               # 30 s of mixed traffic to watch it move; access log: {access_log}\n\
+         XDP runs on `lo` in generic mode:\n\
          \x20 cargo xtask xdp stats                   # packets and bytes per verdict reason\n\
          \x20 cargo xtask xdp block 127.0.0.9/32      # drop that source live: curl -m1 http://127.0.0.9:8080/ now times out\n\
          \x20 cargo xtask xdp unblock 127.0.0.9/32\n\
@@ -357,6 +364,8 @@ fn run() -> anyhow::Result<()> {
             None =>
                 "ACME is off (Pebble did not start): HTTPS serves the self-signed default.\n".into(),
         },
+        token = token.display(),
+        access_log = token.with_file_name("access.log").display(),
     );
     let status = Command::new(portier_release())
         .arg("--config")
@@ -462,6 +471,9 @@ syn_burst = 2000
 [admin]
 listen = "127.0.0.1:9090"
 token_file = "{token}"
+
+[log]
+access = "{access_log}"
 {acme}"#,
         http = DEMO_HTTP,
         https = DEMO_HTTPS,
@@ -470,6 +482,7 @@ token_file = "{token}"
         b2 = DEMO_BACKENDS[1],
         mode = if privileged { "generic" } else { "auto" },
         token = token.display(),
+        access_log = token.with_file_name("access.log").display(),
     )
 }
 
