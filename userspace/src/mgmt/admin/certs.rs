@@ -22,18 +22,45 @@ use crate::mgmt::acme::Acme;
 use crate::mgmt::acme::plan::Phase;
 use crate::time_fmt::rfc3339_secs;
 use crate::tls::install::{self, CertInfo, InstallError, inspect, serves};
-use crate::tls::pem_files;
+use crate::tls::{PemFile, pem_files};
+
+/// What a certificate file says, parsed once per version of the file
+/// (path, size, modification time): listing a thousand certificates on
+/// every `GET /certificates` or scrape must not parse a thousand PEMs.
+type Seen = std::collections::HashMap<std::path::PathBuf, (PemFile, Result<CertInfo, String>)>;
+static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+
+fn inspect_file(f: &PemFile) -> Result<CertInfo, String> {
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(Default::default);
+    if let Some((file, info)) = seen.get(&f.path)
+        && file == f
+    {
+        return info.clone();
+    }
+    let info = std::fs::read(&f.path)
+        .map_err(|e| e.to_string())
+        .and_then(|pem| inspect(&pem));
+    seen.insert(f.path.clone(), (f.clone(), info.clone()));
+    info
+}
+
+/// Forget files that are no longer listed.
+fn keep_only(files: &[PemFile]) {
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(seen) = seen.as_mut() {
+        seen.retain(|path, _| files.iter().any(|f| &f.path == path));
+    }
+}
 
 /// `(file stem, notAfter as Unix seconds)` of every certificate file in
 /// `dir` that parses (metrics).
 pub fn expiries(dir: &Path) -> Vec<(String, i64)> {
-    let mut out: Vec<(String, i64)> = pem_files(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|f| {
-            let pem = std::fs::read(&f.path).ok()?;
-            Some((f.stem, inspect(&pem).ok()?.not_after))
-        })
+    let files = pem_files(dir).unwrap_or_default();
+    keep_only(&files);
+    let mut out: Vec<(String, i64)> = files
+        .iter()
+        .filter_map(|f| Some((f.stem.clone(), inspect_file(f).ok()?.not_after)))
         .collect();
     out.sort();
     out
@@ -134,16 +161,12 @@ pub fn list(dir: &Path, acme: Option<&Acme>) -> Response {
             );
         }
     };
+    keep_only(&files);
     let out: Vec<Value> = files
         .iter()
-        .map(|f| {
-            match std::fs::read(&f.path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| inspect(&pem))
-            {
-                Ok(info) => info_json(&f.stem, &info),
-                Err(e) => json!({ "name": f.stem, "serves": serves(&f.stem), "error": e }),
-            }
+        .map(|f| match inspect_file(f) {
+            Ok(info) => info_json(&f.stem, &info),
+            Err(e) => json!({ "name": f.stem, "serves": serves(&f.stem), "error": e }),
         })
         .collect();
     let mut body = json!({ "certificates": out });
