@@ -180,6 +180,22 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
+    // SAFETY: nothing else runs yet (no thread has been started).
+    let notify = match unsafe { portier::mgmt::notify::Notifier::from_env() } {
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            eprintln!("portier: not notifying systemd: {e}");
+            None
+        }
+        None => None,
+    };
+    let tell_systemd = |message: &str| {
+        if let Some(n) = &notify
+            && let Err(e) = n.send(message)
+        {
+            tracing::warn!("sd_notify {:?}: {e}", message.lines().next().unwrap_or(""));
+        }
+    };
     let mut config = Config::load(&path)?;
     // Region mode: the apps of the last good state until etcd answers.
     let region = match config.region.clone() {
@@ -384,6 +400,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             tokio::spawn(a.serve(manager.clone()))
         });
         eprintln!("portier: ready");
+        tell_systemd(&portier::mgmt::notify::ready("serving"));
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
@@ -395,16 +412,25 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                     }
                 }
                 _ = hup.recv() => {
-                    match manager.lock().await.reload() {
-                        Ok(()) => eprintln!("portier: configuration reloaded"),
+                    tell_systemd(&portier::mgmt::notify::reloading(
+                        portier::mgmt::notify::monotonic_usec(),
+                    ));
+                    let status = match manager.lock().await.reload() {
+                        Ok(()) => {
+                            eprintln!("portier: configuration reloaded");
+                            "serving".to_string()
+                        }
                         Err(e) => {
                             tracing::error!("configuration NOT reloaded, the previous one keeps serving: {e:#}");
                             eprintln!("portier: reload refused: {e:#}");
+                            format!("serving; last reload refused: {e:#}")
                         }
-                    }
+                    };
+                    tell_systemd(&portier::mgmt::notify::ready(&status));
                 }
             }
         }
+        tell_systemd(portier::mgmt::notify::STOPPING);
         // Detach XDP (and remove its pins) on the way out; ACME results
         // of the last second saved.
         manager.lock().await.xdp.take();

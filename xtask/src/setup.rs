@@ -44,9 +44,20 @@ pub const APT_PACKAGES: &[&str] = &[
     "etcd-client",
     // The etcd-client crate (region mode) generates its gRPC code with protoc.
     "protobuf-compiler",
+    // The package test: `systemd-analyze verify` on the unit (the tools,
+    // not systemd as PID 1), `logrotate --debug` on the rotation config,
+    // adduser/deluser in the maintainer scripts, setpriv to start the
+    // installed binary with the unit's capability bounding set.
+    "systemd",
+    "logrotate",
+    "adduser",
+    "util-linux",
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// `cargo xtask package` builds the .deb with this cargo-deb.
+pub const CARGO_DEB_VERSION: &str = "3.8.0";
 
 pub fn all() -> anyhow::Result<()> {
     apt()?;
@@ -181,4 +192,30 @@ pub fn cargo_fuzz() -> anyhow::Result<()> {
         "cargo-fuzz",
         "--locked",
     ]))
+}
+
+/// cargo-deb at [`CARGO_DEB_VERSION`], only for `xtask package` (and the
+/// package test in `xtask test`): installed when missing or another version.
+pub fn cargo_deb() -> anyhow::Result<()> {
+    let version = Command::new("cargo").args(["deb", "--version"]).output();
+    if let Ok(out) = version
+        && out.status.success()
+        && String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w == CARGO_DEB_VERSION)
+    {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new("cargo")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR")
+            .args([
+                "install",
+                "cargo-deb",
+                "--version",
+                CARGO_DEB_VERSION,
+                "--locked",
+            ]),
+    )
 }

@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod certs;
 pub mod manager;
 pub mod metrics;
+pub mod notify;
 pub mod privileges;
 pub mod probe;
 pub mod region;

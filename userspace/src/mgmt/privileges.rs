@@ -113,11 +113,22 @@ fn check(rc: libc::c_int, what: &str) -> anyhow::Result<()> {
 pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
     // SAFETY: plain syscalls with valid arguments; failures are checked.
     unsafe {
+        let mut bounding_kept = false;
         for cap in 0..=CAP_LAST {
-            if !keep.contains(&cap) {
+            if !keep.contains(&cap)
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+            {
                 // EINVAL for a capability this kernel does not know: fine.
-                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                // EPERM: no CAP_SETPCAP (a unit's CapabilityBoundingSet
+                // without it); the set stays as the unit made it.
+                bounding_kept |=
+                    std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
             }
+        }
+        if bounding_kept {
+            eprintln!(
+                "portier: WARNING: the capability bounding set could not be reduced (no CAP_SETPCAP); it stays as the service manager set it"
+            );
         }
         check(
             libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0),
