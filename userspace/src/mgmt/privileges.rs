@@ -57,18 +57,42 @@ pub fn kept(xdp: bool) -> Vec<u32> {
     caps
 }
 
-/// Give `paths` (recursively for directories) to the user.
+/// Give `paths` (recursively for directories) to the user. Only a path
+/// that is already the user's, or is empty (a directory just made, a log
+/// file just opened), is taken over: the config file is writable by that
+/// user, so an edited `cert_dir` must not make the next start (as root)
+/// hand out someone else's files. Symbolic links are changed, never
+/// followed.
 pub fn give(user: &RunAs, paths: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-        std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
-        if p.is_dir() && !p.is_symlink() {
+        let meta = std::fs::symlink_metadata(p)?;
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if meta.is_dir() {
             for e in std::fs::read_dir(p)? {
                 walk(&e?.path(), uid, gid)?;
             }
         }
         Ok(())
     }
-    for p in paths.iter().filter(|p| p.exists()) {
+    for p in paths {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        let empty = if meta.is_dir() {
+            std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+        } else {
+            meta.is_file() && meta.len() == 0
+        };
+        if meta.uid() != user.uid && !empty {
+            bail!(
+                "{} belongs to uid {} and is not empty: give it to {} first (chown -R); \
+                 Portier takes over only empty paths or its own",
+                p.display(),
+                meta.uid(),
+                user.name
+            );
+        }
         walk(p, user.uid, user.gid)
             .with_context(|| format!("giving {} to {}", p.display(), user.name))?;
     }
@@ -178,6 +202,33 @@ mod tests {
         assert_eq!(d[0].permitted, d[0].effective);
         assert_eq!(d[0].inheritable, 0);
         assert_eq!(kept(false), [CAP_NET_BIND_SERVICE]);
+    }
+
+    #[test]
+    fn only_empty_or_own_paths_are_taken_over() {
+        let dir = std::env::temp_dir().join(format!("portier-give-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("full")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("empty")).expect("mkdir");
+        std::fs::write(dir.join("full/secret"), "x").expect("write");
+        let me = RunAs {
+            name: "me".into(),
+            uid: unsafe { libc::geteuid() },
+            gid: unsafe { libc::getegid() },
+        };
+        // Our own (or empty) paths: taken over.
+        give(&me, &[&dir.join("full"), &dir.join("empty")]).expect("own paths");
+        if me.uid == 0 {
+            let other = RunAs {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534,
+            };
+            let err = give(&other, &[&dir.join("full")]).expect_err("not empty, not theirs");
+            assert!(err.to_string().contains("not empty"), "{err}");
+            give(&other, &[&dir.join("empty")]).expect("empty");
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
