@@ -1,7 +1,9 @@
 //! Criterion micro-benchmarks live in `benches/`; the comparative load
 //! harness (`portier-bench load`, run by `cargo xtask bench load`) lives in
 //! [`load`]; the ACME benchmark (`portier-bench acme`, run by `cargo xtask
-//! bench acme`) in [`acme`].
+//! bench acme`) in [`acme`]; attacks vs a legitimate client's latency
+//! (`portier-bench attacks`, run by `cargo xtask bench attacks`) in [`attacks`].
 
 pub mod acme;
+pub mod attacks;
 pub mod load;

@@ -41,6 +41,21 @@ pub enum BenchCmd {
         #[arg(long, value_name = "GIT_REV")]
         baseline: Option<String>,
     },
+    /// Attacks vs a legitimate client: slowloris (5,000 sockets), HTTP/2 rapid
+    /// reset, MadeYouReset, CONTINUATION flood, HPACK bomb, SETTINGS and PING
+    /// floods, a SYN flood through XDP in network namespaces; the client's
+    /// p50/p99 idle and under each attack; report in bench/results/<date>-attacks.md.
+    Attacks {
+        /// Seconds of each measurement (idle, then under attack).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Only these attacks (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Skip the SYN flood (needs root and network namespaces).
+        #[arg(long)]
+        no_xdp: bool,
+    },
     /// ACME at scale: N names ordered from a local Pebble (time to first and
     /// to all valid), reactor latency under wrk during the installs and
     /// after, memory and disk per certificate; report in bench/results/.
@@ -64,6 +79,11 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             no_xdp,
             baseline,
         } => (quick, no_xdp, baseline),
+        BenchCmd::Attacks {
+            seconds,
+            only,
+            no_xdp,
+        } => return attacks(*seconds, only, *no_xdp),
         BenchCmd::Acme {
             names,
             quick,
@@ -105,6 +125,32 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         }
     }
     crate::run_cmd(&mut c)
+}
+
+/// `portier-bench attacks` on a fresh release build (report in bench/results/).
+fn attacks(seconds: f64, only: &[String], no_xdp: bool) -> anyhow::Result<()> {
+    crate::setup::all()?;
+    crate::build(true)?;
+    let mut c = crate::cargo();
+    c.args([
+        "run",
+        "-q",
+        "-p",
+        "portier-bench",
+        "--bin",
+        "portier-bench",
+        "--",
+        "attacks",
+        "--seconds",
+        &seconds.to_string(),
+    ]);
+    if !only.is_empty() {
+        c.args(["--only", &only.join(",")]);
+    }
+    if no_xdp {
+        c.arg("--no-xdp");
+    }
+    run_cmd(&mut c)
 }
 
 /// A built baseline: its binary, its short hash, lines for the report.

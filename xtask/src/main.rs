@@ -11,6 +11,7 @@ mod bench_acme;
 mod bench_load;
 mod demo_pebble;
 mod demo_region;
+mod fuzz;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -55,12 +56,19 @@ enum Cmd {
         fuzz_seconds: u64,
     },
     /// Fuzz a target (cargo-fuzz, pinned nightly): classify (XDP classifier), h1 (HTTP/1.1 codec),
-    /// h2 (HTTP/2 connection), proxy (PROXY protocol header).
+    /// h2 (HTTP/2 connection), hpack (HPACK decoder), config (config parser), proxy (PROXY
+    /// protocol header); `--all --minutes N`: every target N minutes in turn, with a report.
     Fuzz {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
         #[arg(long, default_value = "classify")]
         target: String,
+        /// Every target in turn (a campaign); writes bench/results/<date>-fuzz.md.
+        #[arg(long)]
+        all: bool,
+        /// Minutes per target (overrides --seconds).
+        #[arg(long)]
+        minutes: Option<u64>,
     },
     /// Criterion micro-benchmarks; `bench load [--quick]`: the comparative load harness;
     /// `bench acme [--quick]`: ACME issuance at scale.
@@ -133,7 +141,15 @@ fn main() -> ExitCode {
             unprivileged,
             fuzz_seconds,
         } => test(unprivileged, fuzz_seconds),
-        Cmd::Fuzz { seconds, target } => setup::all().and_then(|()| fuzz(&target, seconds)),
+        Cmd::Fuzz {
+            seconds,
+            target,
+            all,
+            minutes,
+        } => setup::all().and_then(|()| match (all, minutes) {
+            (true, m) => fuzz::campaign(m.unwrap_or(seconds.div_ceil(60))),
+            (false, m) => fuzz::fuzz(&target, m.map_or(seconds, |m| m * 60)),
+        }),
         Cmd::Bench { what: None } => bench(),
         Cmd::Bench { what: Some(cmd) } => bench_load::run(&cmd),
         Cmd::Xdp { args } => xdp(&args),
@@ -551,29 +567,12 @@ fn test(unprivileged: bool, fuzz_seconds: u64) -> anyhow::Result<()> {
     }
     run_cmd(&mut t)?;
     if fuzz_seconds > 0 {
-        for target in FUZZ_TARGETS {
-            fuzz(target, fuzz_seconds)?;
+        for target in fuzz::FUZZ_TARGETS {
+            fuzz::fuzz(target, fuzz_seconds)?;
         }
     }
     eprintln!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
-}
-
-/// Every fuzz target (fuzz/fuzz_targets/*.rs); the suite runs each briefly.
-const FUZZ_TARGETS: &[&str] = &["classify", "h1", "h2", "proxy"];
-
-fn fuzz(target: &str, seconds: u64) -> anyhow::Result<()> {
-    setup::cargo_fuzz()?;
-    let dir = root().join("fuzz");
-    std::fs::create_dir_all(dir.join("corpus").join(target))?;
-    run_cmd(nightly_cargo(&dir)?.args([
-        "fuzz",
-        "run",
-        target,
-        "--",
-        &format!("-max_total_time={seconds}"),
-        "-print_final_stats=1",
-    ]))
 }
 
 /// Criterion micro-benchmarks, then a quick side-by-side load run (Portier,

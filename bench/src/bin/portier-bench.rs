@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portier_bench::acme;
 use portier_bench::load::{self, Baseline, Mode, Options};
+use portier_bench::{acme, attacks};
 
 #[derive(Parser)]
 #[command(name = "portier-bench", about = "Portier's comparative load harness")]
@@ -89,6 +89,41 @@ enum Cmd {
         #[arg(long, value_name = "TEXT")]
         note: Vec<String>,
     },
+    /// Attacks (slowloris, HTTP/2 floods, a SYN flood through XDP) vs a
+    /// legitimate client's p50/p99: each attack's figures against an idle
+    /// baseline taken just before it.
+    Attacks {
+        /// Seconds of each measurement (idle and under attack).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Legitimate requests per second, per protocol.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Only these attacks (comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Sockets of the slowloris attacker.
+        #[arg(long, default_value_t = 5000)]
+        sockets: u32,
+        /// SYN flood rate (frames per second).
+        #[arg(long, default_value_t = 100_000)]
+        syn_pps: u64,
+        /// Absolute floor of the p99 bound, microseconds.
+        #[arg(long, default_value_t = 2000)]
+        floor_us: u64,
+        /// Skip the SYN flood (it needs root and network namespaces).
+        #[arg(long)]
+        no_xdp: bool,
+        /// The portier binary (default: target/release/portier).
+        #[arg(long)]
+        portier: Option<PathBuf>,
+        /// Where the report goes (default: bench/results).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Report file stem (default: <date>-attacks).
+        #[arg(long)]
+        stem: Option<String>,
+    },
 }
 
 fn results_dir() -> PathBuf {
@@ -168,5 +203,60 @@ fn main() -> ExitCode {
             ca_cpus,
             notes: note,
         })),
+        Cmd::Attacks {
+            seconds,
+            rate,
+            only,
+            sockets,
+            syn_pps,
+            floor_us,
+            no_xdp,
+            portier,
+            out_dir,
+            stem,
+        } => {
+            let portier = portier.unwrap_or_else(load::default_portier);
+            let attacks = if only.is_empty() {
+                attacks::ATTACKS.iter().map(|a| a.to_string()).collect()
+            } else {
+                only
+            }
+            .into_iter()
+            .filter(|a| !(no_xdp && a == "syn_flood"))
+            .collect();
+            let opts = attacks::Options {
+                demo_backend: portier.with_file_name("portier-demo-backend"),
+                portier,
+                out_dir: out_dir.unwrap_or_else(results_dir),
+                stem: stem.unwrap_or_else(|| format!("{}-attacks", load::today())),
+                seconds,
+                rate,
+                attacks,
+                slowloris_sockets: sockets,
+                syn_pps,
+                floor_us,
+            };
+            match attacks::run(&opts) {
+                Ok((outcomes, md, json)) => {
+                    let failed: Vec<&str> = outcomes
+                        .iter()
+                        .filter(|o| !o.pass)
+                        .map(|o| o.attack.as_str())
+                        .collect();
+                    eprintln!(
+                        "portier-bench: wrote {} and {}",
+                        md.display(),
+                        json.display()
+                    );
+                    if failed.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("portier-bench: target missed under {}", failed.join(", "));
+                        ExitCode::from(2)
+                    }
+                }
+                Err(e) => finish(Err(e)),
+            }
+        }
     }
 }

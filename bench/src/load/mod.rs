@@ -141,6 +141,11 @@ pub(crate) fn stamp() -> (String, String) {
     (format!("{y:04}-{m:02}-{d:02}"), format!("{hh:02}-{mm:02}"))
 }
 
+/// Today's UTC date, "2026-11-25" (report names).
+pub fn today() -> String {
+    stamp().0
+}
+
 /// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
 fn civil(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

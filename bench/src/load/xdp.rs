@@ -25,10 +25,10 @@ use super::tools::LOAD_CPU;
 const T_XDP: &str = include_str!("../../templates/portier-xdp.toml");
 const T_NFT: &str = include_str!("../../templates/nft-flood.nft");
 
-const NODE_MAC: [u8; 6] = [0x02, 0xbe, 0x0c, 0x00, 0x00, 0x01];
-const PEER_MAC: [u8; 6] = [0x02, 0xbe, 0x0c, 0x00, 0x00, 0x02];
-const NODE_IP: [u8; 4] = [10, 203, 0, 1];
-const PEER_IP: [u8; 4] = [10, 203, 0, 2];
+pub const NODE_MAC: [u8; 6] = [0x02, 0xbe, 0x0c, 0x00, 0x00, 0x01];
+pub const PEER_MAC: [u8; 6] = [0x02, 0xbe, 0x0c, 0x00, 0x00, 0x02];
+pub const NODE_IP: [u8; 4] = [10, 203, 0, 1];
+pub const PEER_IP: [u8; 4] = [10, 203, 0, 2];
 
 fn mac(m: [u8; 6]) -> String {
     m.iter()
@@ -42,16 +42,17 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Two namespaces joined by a veth pair; deleted on drop (with the veth).
-struct Net {
-    ns_a: String,
-    ns_b: String,
-    if_a: String,
-    if_b: String,
-    bpffs: PathBuf,
+/// Also used by the SYN flood of `portier-bench attacks`.
+pub struct Net {
+    pub ns_a: String,
+    pub ns_b: String,
+    pub if_a: String,
+    pub if_b: String,
+    pub bpffs: PathBuf,
 }
 
 impl Net {
-    fn new(dir: &Path) -> anyhow::Result<Net> {
+    pub fn new(dir: &Path) -> anyhow::Result<Net> {
         let id = std::process::id() % 100_000;
         let net = Net {
             ns_a: format!("pbench-a{id}"),
@@ -130,7 +131,7 @@ impl Drop for Net {
     }
 }
 
-fn dotted(a: [u8; 4]) -> String {
+pub fn dotted(a: [u8; 4]) -> String {
     format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
 }
 
@@ -162,7 +163,7 @@ fn xmas_frame(src_port: u16) -> Vec<u8> {
     f
 }
 
-fn checksum(b: &[u8]) -> u16 {
+pub fn checksum(b: &[u8]) -> u16 {
     let mut s: u32 = 0;
     for ch in b.chunks(2) {
         s += u32::from(u16::from_be_bytes([ch[0], *ch.get(1).unwrap_or(&0)]));
@@ -175,6 +176,19 @@ fn checksum(b: &[u8]) -> u16 {
 
 /// Send the flood from namespace `ns` on `ifname` for `secs`: frames sent.
 fn flood(ns: &str, ifname: &str, secs: f64) -> anyhow::Result<u64> {
+    let frames = (0..256).map(|i| xmas_frame(40000 + i as u16)).collect();
+    send_frames(ns, ifname, secs, frames, None)
+}
+
+/// Send `frames` over and over from namespace `ns` on `ifname` for `secs`,
+/// as fast as possible or at about `pps` frames per second: frames sent.
+pub fn send_frames(
+    ns: &str,
+    ifname: &str,
+    secs: f64,
+    frames: Vec<Vec<u8>>,
+    pps: Option<u64>,
+) -> anyhow::Result<u64> {
     let path = format!("/var/run/netns/{ns}");
     let ifname = ifname.to_string();
     std::thread::spawn(move || -> anyhow::Result<u64> {
@@ -230,8 +244,7 @@ fn flood(ns: &str, ifname: &str, secs: f64) -> anyhow::Result<u64> {
         if rc != 0 {
             bail!("bind AF_PACKET: {}", std::io::Error::last_os_error());
         }
-        const BATCH: usize = 256;
-        let frames: Vec<Vec<u8>> = (0..BATCH).map(|i| xmas_frame(40000 + i as u16)).collect();
+        let batch = frames.len();
         let mut iov: Vec<libc::iovec> = frames
             .iter()
             .map(|f| libc::iovec {
@@ -249,11 +262,19 @@ fn flood(ns: &str, ifname: &str, secs: f64) -> anyhow::Result<u64> {
                 m
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs_f64(secs);
         let mut sent: u64 = 0;
         while Instant::now() < deadline {
-            // SAFETY: msgs holds BATCH valid headers pointing at live frames.
-            let n = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+            if let Some(pps) = pps {
+                // Paced: sleep while ahead of the schedule.
+                let due = Duration::from_secs_f64(sent as f64 / pps as f64);
+                if let Some(ahead) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
+            // SAFETY: msgs holds `batch` valid headers pointing at live frames.
+            let n = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), batch as u32, 0) };
             if n > 0 {
                 sent += n as u64;
             }
@@ -301,7 +322,7 @@ fn measure(
 }
 
 /// Packets dropped by Portier's XDP program (sum of the drop reasons).
-fn xdp_drops(bin: &Path, pin: &Path) -> anyhow::Result<u64> {
+pub fn xdp_drops(bin: &Path, pin: &Path) -> anyhow::Result<u64> {
     let out = run_ok(
         Command::new(bin)
             .args(["xdp", "stats", "--json", "--pin-dir"])

