@@ -80,7 +80,9 @@ pub fn give(user: &RunAs, paths: &[&Path]) -> anyhow::Result<()> {
             continue;
         };
         let empty = if meta.is_dir() {
-            std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+            std::fs::read_dir(p)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
         } else {
             meta.is_file() && meta.len() == 0
         };
