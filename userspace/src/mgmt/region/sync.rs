@@ -196,6 +196,7 @@ async fn deliver(
     first: bool,
 ) -> BTreeMap<String, super::state::CertRecord> {
     let inner = &region.inner;
+    let started = Instant::now();
     let (apps, certs, challenges, revision) = {
         let s = lock(&inner.state);
         (
@@ -214,6 +215,8 @@ async fn deliver(
                 "region: configuration NOT applied, the previous one keeps serving: {e:#}"
             ),
         }
+        drop(m);
+        lock(&inner.status).record_apply(started.elapsed());
     }
     if let Some(t) = challenges {
         sink.control.challenges.store(std::sync::Arc::new(t));
