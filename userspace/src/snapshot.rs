@@ -119,6 +119,12 @@ impl Snapshot {
         let mut routes = HashMap::new();
         let mut wildcards = HashMap::new();
         let mut apps = Vec::with_capacity(config.apps.len());
+        // The previous apps by name (names are unique): one lookup per app,
+        // not a scan of every previous app (10,000 apps made that 10^8
+        // comparisons per rebuild).
+        let old: HashMap<&str, &App> = previous
+            .map(|p| p.apps.iter().map(|o| (o.name.as_str(), o)).collect())
+            .unwrap_or_default();
         for (i, a) in config.apps.iter().enumerate() {
             for d in &a.domains {
                 if let Some(host) = normalize_host(d) {
@@ -137,12 +143,10 @@ impl Snapshot {
                 "{:?}/{}/{}/{:?}",
                 a.backends, a.max_conns_per_backend, a.queue_per_backend, backoff
             );
-            let kept = previous.and_then(|p| {
-                p.apps
-                    .iter()
-                    .find(|old| old.name == a.name && old.balancer_key == balancer_key)
-                    .map(|old| old.balancer.clone())
-            });
+            let before = old.get(a.name.as_str());
+            let kept = before
+                .filter(|o| o.balancer_key == balancer_key)
+                .map(|o| o.balancer.clone());
             let balancer = kept.unwrap_or_else(|| {
                 Arc::new(Balancer::new(
                     &a.backends,
@@ -151,10 +155,7 @@ impl Snapshot {
                     backoff,
                 ))
             });
-            let stats = previous
-                .and_then(|p| p.apps.iter().find(|old| old.name == a.name))
-                .map(|old| old.stats.clone())
-                .unwrap_or_default();
+            let stats = before.map(|o| o.stats.clone()).unwrap_or_default();
             apps.push(App {
                 name: a.name.clone(),
                 stats,
@@ -258,5 +259,67 @@ mod tests {
             Some("a")
         );
         assert!(s.route("example.com").is_none());
+    }
+
+    fn apps_config(apps: &[(&str, &str)]) -> Config {
+        let mut text = String::new();
+        for (name, backend) in apps {
+            text.push_str(&format!(
+                "[[apps]]\nname = \"{name}\"\ndomains = [\"{name}.test\"]\nbackends = [\"{backend}\"]\n"
+            ));
+        }
+        Config::parse(Path::new("t.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn rebuild_keeps_balancers_and_stats_by_app_name_whatever_the_order() {
+        let names: Vec<String> = (0..50).map(|i| format!("app{i}")).collect();
+        let first: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "127.0.0.1:1")).collect();
+        let a = Snapshot::build(&apps_config(&first));
+        // Reversed, app7 moved to another backend, app3 gone, one new app.
+        let mut next: Vec<(&str, &str)> = first
+            .iter()
+            .rev()
+            .filter(|(n, _)| *n != "app3")
+            .map(|&(n, b)| {
+                if n == "app7" {
+                    (n, "127.0.0.1:2")
+                } else {
+                    (n, b)
+                }
+            })
+            .collect();
+        next.push(("new", "127.0.0.1:1"));
+        let b = Snapshot::rebuild(&apps_config(&next), Some(&a));
+        let find = |s: &Snapshot, n: &str| {
+            s.apps
+                .iter()
+                .find(|x| x.name == n)
+                .map(|x| (x.balancer.clone(), x.stats.clone()))
+        };
+        for app in &b.apps {
+            let (bal, stats) = find(&b, &app.name).unwrap();
+            match (app.name.as_str(), find(&a, &app.name)) {
+                ("new", old) => assert!(old.is_none()),
+                ("app7", Some((old_bal, old_stats))) => {
+                    assert!(
+                        !Arc::ptr_eq(&bal, &old_bal),
+                        "backends changed: new balancer"
+                    );
+                    assert!(Arc::ptr_eq(&stats, &old_stats), "stats follow the name");
+                }
+                (_, Some((old_bal, old_stats))) => {
+                    assert!(
+                        Arc::ptr_eq(&bal, &old_bal),
+                        "{} kept its balancer",
+                        app.name
+                    );
+                    assert!(Arc::ptr_eq(&stats, &old_stats));
+                }
+                (n, None) => panic!("{n} was in the first snapshot"),
+            }
+        }
+        assert_eq!(b.apps.len(), 50);
+        assert_eq!(b.route("app9.test").map(|x| x.name.as_str()), Some("app9"));
     }
 }

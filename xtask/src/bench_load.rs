@@ -70,6 +70,21 @@ pub enum BenchCmd {
         #[arg(long, value_delimiter = ',', default_value = "16,64")]
         concurrency: Vec<usize>,
     },
+    /// A region at scale in a 3-member etcd (10,000 apps, 100,000 domains):
+    /// cold start time and memory of a node (also from its cache with etcd
+    /// down), admin write propagation to three nodes (p50/p99/max), reactor
+    /// latency under 1,000 changes/s; report in bench/results/.
+    Region {
+        /// Apps in the region (10 domains each).
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Admin writes of the propagation test.
+        #[arg(long, default_value_t = 100)]
+        writes: usize,
+        /// Changes per second written to etcd during the load.
+        #[arg(long, default_value_t = 1000)]
+        change_rate: u32,
+    },
 }
 
 pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
@@ -84,6 +99,13 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             only,
             no_xdp,
         } => return attacks(*seconds, only, *no_xdp),
+        BenchCmd::Region {
+            apps,
+            writes,
+            change_rate,
+        } => {
+            return crate::bench_region::run(*apps, *writes, *change_rate);
+        }
         BenchCmd::Acme {
             names,
             quick,

@@ -9,6 +9,7 @@
 mod admin;
 mod bench_acme;
 mod bench_load;
+mod bench_region;
 mod demo_pebble;
 mod demo_region;
 mod fuzz;
@@ -71,7 +72,7 @@ enum Cmd {
         minutes: Option<u64>,
     },
     /// Criterion micro-benchmarks; `bench load [--quick]`: the comparative load harness;
-    /// `bench acme [--quick]`: ACME issuance at scale.
+    /// `bench acme [--quick]`: ACME issuance at scale; `bench region`: a 10,000-app region in etcd.
     Bench {
         #[command(subcommand)]
         what: Option<bench_load::BenchCmd>,

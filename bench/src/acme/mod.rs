@@ -286,7 +286,7 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// Pin this process (and threads it starts later) to `cpu`.
-fn pin_self(cpu: u32) {
+pub(crate) fn pin_self(cpu: u32) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity
     // get a valid pointer and its size.
     unsafe {

@@ -1,14 +1,16 @@
 //! `portier-bench load [--quick|--smoke]`: the comparative load harness
 //! (run by `cargo xtask bench load`), see `portier_bench::load`;
 //! `portier-bench acme …`: ACME at scale against a running Pebble (run by
-//! `cargo xtask bench acme`, which starts it), see `portier_bench::acme`.
+//! `cargo xtask bench acme`, which starts it), see `portier_bench::acme`;
+//! `portier-bench region …`: a 10,000-app region in a 3-member etcd (run
+//! by `cargo xtask bench region`), see `portier_bench::region`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use portier_bench::load::{self, Baseline, Mode, Options};
-use portier_bench::{acme, attacks};
+use portier_bench::{acme, attacks, region};
 
 #[derive(Parser)]
 #[command(name = "portier-bench", about = "Portier's comparative load harness")]
@@ -123,6 +125,36 @@ enum Cmd {
         /// Report file stem (default: <date>-attacks).
         #[arg(long)]
         stem: Option<String>,
+    },
+    /// A region in a 3-member etcd: cold start and memory of a node, admin
+    /// write propagation to three nodes, reactor latency under a change load.
+    Region {
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Domains per app.
+        #[arg(long, default_value_t = 10)]
+        domains: usize,
+        /// Admin writes of the propagation test.
+        #[arg(long, default_value_t = 100)]
+        writes: usize,
+        /// Changes per second written to etcd during the load.
+        #[arg(long, default_value_t = 1000)]
+        change_rate: u32,
+        /// Seconds of each load window.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Rounds of (baseline, changes) under paced load (one closed-loop round follows).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// The portier binary (default: target/release/portier).
+        #[arg(long)]
+        portier: Option<PathBuf>,
+        /// Where the report goes (default: bench/results).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// A line for the report's notes (repeatable).
+        #[arg(long, value_name = "TEXT")]
+        note: Vec<String>,
     },
 }
 
@@ -258,5 +290,26 @@ fn main() -> ExitCode {
                 Err(e) => finish(Err(e)),
             }
         }
+        Cmd::Region {
+            apps,
+            domains,
+            writes,
+            change_rate,
+            secs,
+            rounds,
+            portier,
+            out_dir,
+            note,
+        } => finish(region::run(&region::Options {
+            portier: portier.unwrap_or_else(load::default_portier),
+            out_dir: out_dir.unwrap_or_else(results_dir),
+            apps,
+            domains_per_app: domains,
+            writes,
+            change_rate,
+            change_secs: secs,
+            rounds,
+            notes: note,
+        })),
     }
 }

@@ -102,6 +102,15 @@ impl Proc {
         }
     }
 
+    /// SIGKILL the process at once and reap it (scratch processes whose
+    /// state does not matter).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM the process, wait up to 5 s, then SIGKILL it and whatever
     /// descendants it had (only PIDs collected from this process's tree).
     pub fn stop(&mut self) {

@@ -83,6 +83,55 @@ pub enum EditError {
     PeerInvalid(String),
 }
 
+impl Edit {
+    /// The app the edit changes (`None`: the blocklist).
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            Edit::AddDomain { app, .. }
+            | Edit::RemoveDomain { app, .. }
+            | Edit::AddBackend { app, .. }
+            | Edit::RemoveBackend { app, .. }
+            | Edit::Settings { app, .. } => Some(app),
+            Edit::Block(_) | Edit::Unblock(_) => None,
+        }
+    }
+}
+
+/// Apply an app `edit` to a list of apps (the region's): only the app it
+/// names goes through TOML and [`apply`], the others are kept as they are
+/// (a region of 10,000 apps made a whole-list round trip cost seconds).
+/// Same apps, same order; the result still has to be validated as a whole.
+pub fn apply_to_apps(
+    apps: &[crate::config::AppSettings],
+    edit: &Edit,
+) -> Result<Vec<crate::config::AppSettings>, EditError> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Apps {
+        #[serde(default)]
+        apps: Vec<crate::config::AppSettings>,
+    }
+    let name = edit
+        .app()
+        .ok_or_else(|| EditError::PeerInvalid("not an app edit".into()))?;
+    let i = apps
+        .iter()
+        .position(|a| a.name == name)
+        .ok_or_else(|| EditError::PeerNoSuchApp(name.to_string()))?;
+    let text = toml::to_string(&Apps {
+        apps: vec![apps[i].clone()],
+    })
+    .map_err(|e| EditError::FileInvalid(e.to_string()))?;
+    let edited: Apps = toml::from_str(&apply(&text, edit)?)
+        .map_err(|e| EditError::PeerInvalid(e.message().to_string()))?;
+    let [app]: [crate::config::AppSettings; 1] = edited
+        .apps
+        .try_into()
+        .map_err(|_| EditError::FileInvalid(format!("editing app {name} did not give one app")))?;
+    let mut next = apps.to_vec();
+    next[i] = app;
+    Ok(next)
+}
+
 /// Apply `edit` to `text`; the result still has to pass `Config::parse`.
 pub fn apply(text: &str, edit: &Edit) -> Result<String, EditError> {
     let mut doc: DocumentMut = text
@@ -210,6 +259,55 @@ mod tests {
     use std::path::Path;
 
     const BASE: &str = "# the operator's comment\n[server]\nhttp = [\"127.0.0.1:80\"]\n\n[[apps]]\nname = \"shop\"   # keep me\ndomains = [\"shop.test\"]\nbackends = [\"127.0.0.1:1\"]\n\n[[apps]]\nname = \"blog\"\ndomains = [\"blog.test\"]\nbackends = [\"127.0.0.1:2\", \"127.0.0.1:3\"]\n";
+
+    #[test]
+    fn app_edits_of_a_list_change_only_that_app_in_place() {
+        let apps = Config::parse(Path::new("t.toml"), BASE)
+            .expect("valid")
+            .apps;
+        let more: Vec<_> = apps
+            .iter()
+            .cloned()
+            .chain((0..3).map(|i| {
+                let mut a = apps[0].clone();
+                a.name = format!("app{i}");
+                a.domains = vec![format!("app{i}.test")];
+                a
+            }))
+            .collect();
+        let next = apply_to_apps(
+            &more,
+            &Edit::AddDomain {
+                app: "blog".into(),
+                domain: "News.Blog.test".into(),
+            },
+        )
+        .expect("edit");
+        assert_eq!(next.len(), more.len());
+        assert_eq!(next[1].name, "blog");
+        assert_eq!(next[1].domains, ["blog.test", "news.blog.test"]);
+        assert_eq!(next[1].backends, more[1].backends);
+        for i in [0, 2, 3, 4] {
+            assert_eq!(next[i], more[i], "app {i} untouched");
+        }
+        let missing = Edit::AddDomain {
+            app: "nope".into(),
+            domain: "x.test".into(),
+        };
+        assert!(matches!(
+            apply_to_apps(&more, &missing),
+            Err(EditError::PeerNoSuchApp(_))
+        ));
+        let again = Edit::AddDomain {
+            app: "blog".into(),
+            domain: "blog.test".into(),
+        };
+        assert!(matches!(
+            apply_to_apps(&next, &again),
+            Err(EditError::PeerAlreadyPresent(_))
+        ));
+        assert_eq!(Edit::Block("10.0.0.0/8".parse().expect("cidr")).app(), None);
+    }
 
     fn edited(edit: Edit) -> Config {
         let text = apply(BASE, &edit).expect("edit");

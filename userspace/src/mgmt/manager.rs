@@ -137,8 +137,10 @@ impl Manager {
 /// ever sees a drained backend back in rotation. The one place snapshots
 /// are swapped in calls it: SIGHUP, admin reload and admin edits alike.
 fn carry_over_draining(previous: &Snapshot, next: &Snapshot) {
+    let by_name: std::collections::HashMap<&str, &crate::snapshot::App> =
+        previous.apps.iter().map(|o| (o.name.as_str(), o)).collect();
     for app in &next.apps {
-        let Some(old) = previous.apps.iter().find(|o| o.name == app.name) else {
+        let Some(old) = by_name.get(app.name.as_str()) else {
             continue;
         };
         if Arc::ptr_eq(&old.balancer, &app.balancer) {

@@ -213,6 +213,27 @@ pub fn render(manager: &Manager) -> String {
         let _ = writeln!(out, "portier_region_resyncs_total {}", s.resyncs);
         let _ = writeln!(
             out,
+            "# HELP portier_region_apply_seconds Applying the region's apps to this node (validation, snapshot rebuild, swap)."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_apply_seconds summary");
+        let _ = writeln!(
+            out,
+            "portier_region_apply_seconds_sum {}",
+            s.apply_seconds_sum
+        );
+        let _ = writeln!(out, "portier_region_apply_seconds_count {}", s.applies);
+        let _ = writeln!(
+            out,
+            "# HELP portier_region_last_apply_seconds How long the last apply of the region's apps took."
+        );
+        let _ = writeln!(out, "# TYPE portier_region_last_apply_seconds gauge");
+        let _ = writeln!(
+            out,
+            "portier_region_last_apply_seconds {}",
+            s.last_apply_seconds
+        );
+        let _ = writeln!(
+            out,
             "# HELP portier_region_nodes Nodes registered in the region."
         );
         let _ = writeln!(out, "# TYPE portier_region_nodes gauge");

@@ -445,18 +445,9 @@ async fn commit_region(
     edit: &Edit,
 ) -> Result<(), Response> {
     use crate::mgmt::region::WriteError;
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct Apps {
-        #[serde(default)]
-        apps: Vec<crate::config::AppSettings>,
-    }
     for _ in 0..5 {
         let (guard, before) = region.apps_seen();
-        let text = toml::to_string(&Apps {
-            apps: before.clone(),
-        })
-        .map_err(|e| Response::error(500, "region_state", e.to_string()))?;
-        let new_text = edit::apply(&text, edit).map_err(|e| match e {
+        let apps = edit::apply_to_apps(&before, edit).map_err(|e| match e {
             EditError::PeerNoSuchApp(_) | EditError::PeerNotFound(_) => {
                 Response::error(404, "not_found", e)
             }
@@ -464,11 +455,9 @@ async fn commit_region(
             EditError::PeerInvalid(_) => Response::error(400, "bad_request", e),
             EditError::FileInvalid(_) => Response::error(500, "region_state", e),
         })?;
-        let apps: Apps = toml::from_str(&new_text)
-            .map_err(|e| Response::error(400, "bad_request", e.message().to_string()))?;
         let new = m
             .config
-            .with_apps(apps.apps)
+            .with_apps(apps)
             .map_err(|e| Response::error(409, "invalid_config", e))?;
         match region.commit_apps(guard, &before, &new.apps).await {
             Ok(revision) => {

@@ -196,6 +196,7 @@ async fn deliver(
     first: bool,
 ) -> BTreeMap<String, super::state::CertRecord> {
     let inner = &region.inner;
+    let started = Instant::now();
     let (apps, certs, challenges, revision) = {
         let s = lock(&inner.state);
         (
@@ -223,6 +224,8 @@ async fn deliver(
                 st.apply_error = Some(format!("{e:#}"));
             }
         }
+        drop(m);
+        lock(&inner.status).record_apply(started.elapsed());
     }
     if let Some(t) = challenges {
         sink.control.challenges.store(std::sync::Arc::new(t));
