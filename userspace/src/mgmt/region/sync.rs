@@ -224,8 +224,7 @@ async fn deliver(
                 st.apply_error = Some(format!("{e:#}"));
             }
         }
-        drop(m);
-        lock(&inner.status).record_apply(started.elapsed());
+        st.record_apply(started.elapsed());
     }
     if let Some(t) = challenges {
         sink.control.challenges.store(std::sync::Arc::new(t));
