@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::load::contestants::{Env, HOST, PROXY_CPU, fill};
 use crate::load::proc::{Proc, free_port, pinned, raise_nofile, run_ok, wait_port};
 use crate::load::tools::LOAD_CPU;
-use crate::load::xdp::{self, NODE_IP, NODE_MAC, Net, PEER_MAC, checksum, dotted};
+use crate::load::xdp::{self, NODE_IP, Net, dotted};
 
 const T_PORTIER: &str = include_str!("../templates/portier-attacks.toml");
 
@@ -463,30 +463,7 @@ pub fn run(opts: &Options) -> anyhow::Result<(Vec<Outcome>, PathBuf, PathBuf)> {
 
 /// Ethernet + IPv4 + TCP SYN from `src` to the node's port 80, valid checksums.
 fn syn_frame(src: [u8; 4], sport: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend(NODE_MAC);
-    f.extend(PEER_MAC);
-    f.extend([0x08, 0x00]);
-    let mut iph = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
-    iph.extend(src);
-    iph.extend(NODE_IP);
-    let c = checksum(&iph);
-    iph[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend(&iph);
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend(sport.to_be_bytes());
-    tcp.extend(80u16.to_be_bytes());
-    tcp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
-    let mut pseudo = Vec::with_capacity(32);
-    pseudo.extend(src);
-    pseudo.extend(NODE_IP);
-    pseudo.extend([0, 6, 0, 20]);
-    pseudo.extend(&tcp);
-    let c = checksum(&pseudo);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend(tcp);
-    f.resize(60, 0);
-    f
+    xdp::tcp_frame(src, sport, 0x02, 0xffff)
 }
 
 /// Portier with its XDP program on the node side of a veth; a backend in

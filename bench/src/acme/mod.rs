@@ -37,8 +37,8 @@ use anyhow::{Context, bail};
 
 use crate::load::contestants::{PROXY_CPU, fill};
 use crate::load::proc::{
-    Proc, TempDir, cpu_of, free_port, machine_busy_seconds, pinned, private_dirty_bytes, rss_bytes,
-    run_ok, thread_cpu, wait_port,
+    Mem, Proc, TempDir, cpu_of, free_port, machine_busy_seconds, pinned, run_ok, thread_cpu,
+    wait_port,
 };
 use crate::load::tools::{LOAD_CPU, WRK_LUA, WrkRun, parse_wrk};
 use admin::AcmeCounts;
@@ -95,22 +95,6 @@ impl LoadShape {
                 after_min_secs: 10.0,
                 after_max_secs: 30.0,
             }
-        }
-    }
-}
-
-/// VmRSS and Private_Dirty of portier at one moment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Mem {
-    pub rss: u64,
-    pub private_dirty: u64,
-}
-
-impl Mem {
-    fn of(pid: u32) -> Mem {
-        Mem {
-            rss: rss_bytes(pid).unwrap_or(0),
-            private_dirty: private_dirty_bytes(pid).unwrap_or(0),
         }
     }
 }

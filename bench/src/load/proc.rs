@@ -395,6 +395,22 @@ impl Drop for TempDir {
     }
 }
 
+/// VmRSS and Private_Dirty of a process at one moment (0 if unreadable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mem {
+    pub rss: u64,
+    pub private_dirty: u64,
+}
+
+impl Mem {
+    pub fn of(pid: u32) -> Mem {
+        Mem {
+            rss: rss_bytes(pid).unwrap_or(0),
+            private_dirty: private_dirty_bytes(pid).unwrap_or(0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

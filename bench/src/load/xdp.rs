@@ -137,22 +137,30 @@ pub fn dotted(a: [u8; 4]) -> String {
 
 /// Ethernet + IPv4 + TCP (FIN|PSH|URG, no ACK) to port 80, valid checksums.
 fn xmas_frame(src_port: u16) -> Vec<u8> {
+    tcp_frame(PEER_IP, src_port, 0x29, 0x4000)
+}
+
+/// Ethernet + IPv4 + TCP from `src:sport` to the node's port 80 with
+/// these `flags` and `window`, valid checksums, padded to 60 bytes.
+pub fn tcp_frame(src: [u8; 4], sport: u16, flags: u8, window: u16) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);
     f.extend(NODE_MAC);
     f.extend(PEER_MAC);
     f.extend([0x08, 0x00]);
     let mut iph = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
-    iph.extend(PEER_IP);
+    iph.extend(src);
     iph.extend(NODE_IP);
     let c = checksum(&iph);
     iph[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend(&iph);
     let mut tcp = Vec::with_capacity(20);
-    tcp.extend(src_port.to_be_bytes());
+    tcp.extend(sport.to_be_bytes());
     tcp.extend(80u16.to_be_bytes());
-    tcp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x29, 0x40, 0x00, 0, 0, 0, 0]);
+    tcp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags]);
+    tcp.extend(window.to_be_bytes());
+    tcp.extend([0, 0, 0, 0]);
     let mut pseudo = Vec::with_capacity(32);
-    pseudo.extend(PEER_IP);
+    pseudo.extend(src);
     pseudo.extend(NODE_IP);
     pseudo.extend([0, 6, 0, 20]);
     pseudo.extend(&tcp);

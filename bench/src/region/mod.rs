@@ -34,9 +34,7 @@ use portier::mgmt::region::keys::Keys;
 use serde_json::{Value, json};
 
 use crate::load::contestants::{PROXY_CPU, fill};
-use crate::load::proc::{
-    Proc, TempDir, free_port, pinned, private_dirty_bytes, rss_bytes, run_ok, thread_cpu, wait_port,
-};
+use crate::load::proc::{Mem, Proc, TempDir, free_port, pinned, run_ok, thread_cpu, wait_port};
 use crate::load::tools::{LOAD_CPU, Wrk, WrkRun, wrk};
 use etcd::{ChangeRun, Etcd, percentile};
 
@@ -62,22 +60,6 @@ pub struct Options {
     /// Rounds of (baseline, changes) under paced load.
     pub rounds: usize,
     pub notes: Vec<String>,
-}
-
-/// VmRSS and Private_Dirty of a process.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Mem {
-    pub rss: u64,
-    pub private_dirty: u64,
-}
-
-impl Mem {
-    fn of(pid: u32) -> Mem {
-        Mem {
-            rss: rss_bytes(pid).unwrap_or(0),
-            private_dirty: private_dirty_bytes(pid).unwrap_or(0),
-        }
-    }
 }
 
 /// A node's start: from spawn to its plain-HTTP port answering anything,
