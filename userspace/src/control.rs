@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -59,6 +59,15 @@ pub enum Command {
     },
     /// A queued request of this reactor got its turn.
     Grant(Grant),
+    /// Send duplicates of every listening socket (binary upgrade).
+    ShareListeners(std::sync::mpsc::Sender<Vec<SharedListener>>),
+}
+
+/// A duplicate of one reactor's listening socket, for the handoff.
+pub struct SharedListener {
+    pub addr: SocketAddr,
+    pub secure: bool,
+    pub fd: std::os::fd::OwnedFd,
 }
 
 /// Binds one SO_REUSEPORT listener (given by the reactor side).
@@ -86,6 +95,12 @@ pub struct Control {
     /// Whether the reactors were given a TLS configuration at start.
     has_tls: AtomicBool,
     shutdown: AtomicBool,
+    /// The shutdown is a handover to an upgraded process: idle keep-alive
+    /// connections stay for their next request (answered with close),
+    /// HTTP/2 gets the two-step GOAWAY, and the drain may last longer.
+    handover: AtomicBool,
+    /// How long the drain may last, in ms (0: the default grace).
+    drain_ms: AtomicU64,
 }
 
 impl Control {
@@ -112,6 +127,8 @@ impl Control {
             binder: OnceLock::new(),
             has_tls: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            handover: AtomicBool::new(false),
+            drain_ms: AtomicU64::new(0),
         })
     }
 
@@ -282,5 +299,49 @@ impl Control {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// A new process serves now: stop accepting and let every connection
+    /// finish on its own, for at most `hard_stop`.
+    pub fn begin_handover(&self, hard_stop: std::time::Duration) {
+        self.drain_ms
+            .store(hard_stop.as_millis().max(1) as u64, Ordering::Release);
+        self.handover.store(true, Ordering::Release);
+        self.begin_shutdown();
+    }
+
+    pub fn is_handover(&self) -> bool {
+        self.handover.load(Ordering::Acquire)
+    }
+
+    /// How long the drain may last (`None`: the reactors' default).
+    pub fn drain_limit(&self) -> Option<std::time::Duration> {
+        match self.drain_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// Duplicates of every reactor's listening sockets, gathered through
+    /// their mailboxes (each answers on its next turn).
+    pub fn share_listeners(&self, timeout: std::time::Duration) -> io::Result<Vec<SharedListener>> {
+        if self.wakers.get().is_none() {
+            return Ok(Vec::new()); // no listener, no reactor
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for id in 0..self.reactors() {
+            self.send(id, Command::ShareListeners(tx.clone()));
+        }
+        drop(tx);
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        for _ in 0..self.reactors() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let part = rx
+                .recv_timeout(left)
+                .map_err(|_| io::Error::other("a reactor did not hand its listeners over in time"))?;
+            out.extend(part);
+        }
+        Ok(out)
     }
 }

@@ -51,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         command: XdpCommand,
     },
+    /// Upgrade the running portier to the binary on disk without closing a
+    /// listener or a connection (asks its admin API, else signals the pid
+    /// in `[server] pid_file`).
+    Upgrade {
+        #[arg(long, short, default_value = "/etc/portier/portier.toml")]
+        config: PathBuf,
+    },
     /// Region mode: seed the region's apps, read them back, make a region key.
     Region {
         #[command(subcommand)]
@@ -113,6 +120,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run(cli.config),
         Some(Command::Check { config }) => check(config),
+        Some(Command::Upgrade { config }) => upgrade(config),
         Some(Command::Xdp { command }) => xdp(command),
         Some(Command::Region { command }) => region_command(command),
         Some(Command::SelfSigned { names, out, days }) => self_signed(&names, &out, days),
@@ -173,6 +181,80 @@ fn region_command(command: RegionCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `portier upgrade`: through the admin API when it is on (the answer says
+/// whether the new process serves), else SIGUSR2 to the pid file's process
+/// and wait for the pid file to name the new one.
+fn upgrade(path: PathBuf) -> anyhow::Result<()> {
+    let config = Config::load(&path)?;
+    if let Some(admin) = config.admin.as_ref().filter(|a| a.is_enabled()) {
+        let token = portier::mgmt::admin::read_token(&admin.token_file)?;
+        let request = format!(
+            "POST /upgrade HTTP/1.1\r\nHost: portier\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let timeout = std::time::Duration::from_millis(config.server.upgrade_timeout_ms + 10_000);
+        let answer = match (&admin.unix_socket, admin.listen.first()) {
+            (Some(sock), _) => {
+                let s = std::os::unix::net::UnixStream::connect(sock)
+                    .with_context(|| format!("connecting to {}", sock.display()))?;
+                s.set_read_timeout(Some(timeout))?;
+                exchange(s, &request)?
+            }
+            (None, Some(addr)) => {
+                let mut addr = *addr;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                let s = std::net::TcpStream::connect(addr)
+                    .with_context(|| format!("connecting to the admin API on {addr}"))?;
+                s.set_read_timeout(Some(timeout))?;
+                exchange(s, &request)?
+            }
+            (None, None) => anyhow::bail!("[admin] has neither listen nor unix_socket"),
+        };
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let ok = head.starts_with("HTTP/1.1 200");
+        println!("{}", body.trim());
+        if !ok {
+            anyhow::bail!(
+                "upgrade failed: {}",
+                head.lines().next().unwrap_or("no answer")
+            );
+        }
+        return Ok(());
+    }
+    let pid_file = config.server.pid_file.as_ref().context(
+        "portier upgrade needs the admin API ([admin]) or a pid file ([server] pid_file)",
+    )?;
+    let read_pid = || -> Option<i32> {
+        std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    let old = read_pid().with_context(|| format!("no pid in {}", pid_file.display()))?;
+    // SAFETY: kill with a pid and a signal number.
+    if unsafe { libc::kill(old, libc::SIGUSR2) } != 0 {
+        anyhow::bail!("signalling pid {old}: {}", std::io::Error::last_os_error());
+    }
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(config.server.upgrade_timeout_ms + 5_000);
+    while std::time::Instant::now() < deadline {
+        if let Some(new) = read_pid().filter(|&p| p != old) {
+            println!("{{\"old_pid\": {old}, \"new_pid\": {new}}}");
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    anyhow::bail!("pid {old} is still the one serving: the upgrade failed (its log says why)")
+}
+
+/// One request on a fresh connection, the whole answer back.
+fn exchange<S: std::io::Read + std::io::Write>(mut s: S, request: &str) -> anyhow::Result<String> {
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).context("reading the admin API's answer")?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 fn check(path: PathBuf) -> anyhow::Result<()> {
     Config::load(&path)?;
     println!("{}: ok", path.display());
@@ -180,6 +262,28 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
+    // SAFETY: nothing else runs yet (no thread has been started).
+    let mut takeover = match unsafe { portier::mgmt::upgrade::Takeover::from_env() } {
+        Some(Ok(t)) => {
+            eprintln!("portier: binary upgrade: taking over from pid {}", t.old_pid);
+            Some(t)
+        }
+        Some(Err(e)) => return Err(e.context("taking over from the old process")),
+        None => None,
+    };
+    let result = serve(path, &mut takeover);
+    if let (Err(e), Some(t)) = (&result, takeover.take()) {
+        // The old process keeps serving; it logs this reason too.
+        t.fail(&format!("{e:#}"));
+    }
+    result
+}
+
+fn serve(
+    path: PathBuf,
+    takeover: &mut Option<portier::mgmt::upgrade::Takeover>,
+) -> anyhow::Result<()> {
+    let binary = portier::mgmt::upgrade::own_binary()?;
     // SAFETY: nothing else runs yet (no thread has been started).
     let notify = match unsafe { portier::mgmt::notify::Notifier::from_env() } {
         Some(Ok(n)) => Some(n),
@@ -220,8 +324,25 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
     // Token and listeners first: a bad token file stops us before anything runs.
-    let admin = portier::mgmt::admin::Admin::bind(config.admin.as_ref())?;
-    let mut xdp = bpf::start(&config.xdp)?;
+    let mut no_admin = portier::mgmt::admin::Passed::default();
+    let admin = portier::mgmt::admin::Admin::bind(
+        config.admin.as_ref(),
+        takeover.as_mut().map_or(&mut no_admin, |t| &mut t.admin),
+    )?;
+    let admin_shared = match &admin {
+        Some(a) => a.share().context("duplicating the admin listeners")?,
+        None => portier::mgmt::admin::Passed::default(),
+    };
+    // An upgrade takes the running program over instead of loading one.
+    let mut xdp = match takeover.as_mut() {
+        Some(t) => match t.xdp.take() {
+            Some(passed) => {
+                bpf::XdpRuntime::adopt(&config.xdp, passed, &mut |i| t.take_fd(i))?
+            }
+            None => bpf::start(&config.xdp)?,
+        },
+        None => bpf::start(&config.xdp)?,
+    };
     match &xdp {
         Some(rt) => {
             for (iface, mode) in rt.attached() {
@@ -240,11 +361,18 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(key) = takeover.as_ref().and_then(|t| t.sticky_key) {
+        // Cookies issued by the old process keep binding.
+        portier::sticky::adopt_process_key(key);
+    }
     let control = portier::control::Control::new(
         portier::snapshot::Snapshot::build(&config),
         portier::reactor::effective_threads(config.server.threads),
         access_log,
     );
+    if let Some(t) = takeover.as_ref() {
+        t.carry_backends(&control);
+    }
     let tls = if config.server.https.is_empty() {
         None
     } else {
@@ -280,8 +408,19 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     };
     // Root was needed for XDP, the pins and privileged ports; from here on
     // (reactors, runtime) the process runs as [server] user, if set.
+    let mut ambient = Vec::new();
     if let Some(name) = &config.server.user {
         let user = portier::mgmt::privileges::lookup(name)?;
+        let keep = portier::mgmt::privileges::kept(xdp.is_some());
+        ambient = keep.clone();
+        // SAFETY: geteuid cannot fail.
+        if user.uid != 0 && unsafe { libc::geteuid() } == user.uid {
+            // Started by an upgrade as that user, with the capabilities
+            // ambient: keep them, pass none further.
+            portier::mgmt::privileges::settle(&keep)
+                .with_context(|| format!("settling as {name}"))?;
+            eprintln!("portier: running as {name} (uid {})", user.uid);
+        } else {
         let mut mine: Vec<&std::path::Path> = vec![&config.tls.cert_dir];
         if let Some(a) = &config.acme {
             portier::fsutil::private_dir(&a.state_dir)?;
@@ -300,7 +439,6 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             mine.push(f);
         }
         portier::mgmt::privileges::give(&user, &mine)?;
-        let keep = portier::mgmt::privileges::kept(xdp.is_some());
         portier::mgmt::privileges::drop_to(&user, &keep)
             .with_context(|| format!("dropping privileges to {name}"))?;
         eprintln!(
@@ -312,7 +450,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                 "net_bind_service"
             }
         );
+        }
     }
+    let no_listeners = portier::reactor::Inherited::default();
+    let inherited = takeover.as_ref().map_or(&no_listeners, |t| &t.listeners);
     let reactors = if config.server.http.is_empty() && config.server.https.is_empty() {
         Vec::new()
     } else {
@@ -321,6 +462,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             &config.server.http,
             &config.server.https,
             tls.as_ref().map(|t| t.config.clone()),
+            inherited,
         )
         .context("starting the reactors")?;
         for (scheme, list) in [
@@ -342,6 +484,28 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         }
         r
     };
+    let configured = config
+        .server
+        .http
+        .iter()
+        .map(|l| (l.addr, false))
+        .chain(config.server.https.iter().map(|l| (l.addr, true)));
+    for addr in inherited.unused(configured) {
+        eprintln!("portier: {addr} is no longer configured: closed with the upgrade");
+    }
+    let upgrader = portier::mgmt::upgrade::Upgrader {
+        binary,
+        args: std::env::args_os().skip(1).collect(),
+        admin: admin_shared,
+        notify_socket: notify
+            .as_ref()
+            .and_then(|n| n.env_value())
+            .map(|v| v.to_os_string()),
+        ambient,
+        timeout: std::time::Duration::from_millis(config.server.upgrade_timeout_ms.max(1)),
+        pid_file: config.server.pid_file.clone(),
+    };
+    let mut reactors = Some(reactors);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -362,12 +526,15 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         });
         let mut hup = signal(SignalKind::hangup())?;
         let mut usr1 = signal(SignalKind::user_defined1())?;
+        let mut usr2 = signal(SignalKind::user_defined2())?;
+        let (upgrade_door, mut upgrade_requests) = tokio::sync::mpsc::unbounded_channel();
         let manager = Arc::new(tokio::sync::Mutex::new(Manager::new(
             path.clone(),
             config.clone(),
             control.clone(),
             xdp.take(),
         )));
+        manager.lock().await.upgrades = Some(upgrade_door);
         if let Some(region) = &region {
             manager.lock().await.region = Some(region.clone());
             region.start(portier::mgmt::region::Sink {
@@ -399,12 +566,39 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
             }
             tokio::spawn(a.serve(manager.clone()))
         });
+        let program_id = {
+            let mut m = manager.lock().await;
+            if takeover.is_some()
+                && let Some(x) = m.xdp.as_mut()
+            {
+                // The old process's policy is in the maps: write ours now.
+                x.update_policy(&config.xdp)
+                    .context("writing the XDP policy")?;
+            }
+            m.xdp.as_ref().and_then(|x| x.program_id())
+        };
+        // The pid file first: whoever hears the upgrade succeeded finds us
+        // there (a failed start has the old process write its own back).
+        if let Some(p) = &config.server.pid_file {
+            portier::mgmt::upgrade::write_pid_file(p);
+        }
+        match takeover.take() {
+            // The old process tells systemd (MAINPID) once we said so.
+            Some(t) => t.ready(program_id)?,
+            None => tell_systemd(&portier::mgmt::notify::ready("serving")),
+        }
         eprintln!("portier: ready");
-        tell_systemd(&portier::mgmt::notify::ready("serving"));
+        let mut handed_over = false;
         loop {
+            let mut request: Option<portier::mgmt::upgrade::Request> = None;
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
                 _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
+                _ = usr2.recv() => {
+                    tracing::info!("SIGUSR2: binary upgrade");
+                    request = Some(None);
+                }
+                Some(r) = upgrade_requests.recv() => request = Some(r),
                 _ = usr1.recv() => {
                     if let Some(log) = &control.access_log {
                         log.reopen();
@@ -429,27 +623,88 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
                     tell_systemd(&portier::mgmt::notify::ready(&status));
                 }
             }
-        }
-        tell_systemd(portier::mgmt::notify::STOPPING);
-        // Detach XDP (and remove its pins) on the way out; ACME results
-        // of the last second saved.
-        manager.lock().await.xdp.take();
-        if let Some(acme) = &manager.lock().await.acme {
-            acme.save();
+            let Some(reply) = request else { continue };
+            match upgrader.upgrade(&manager).await {
+                Ok(done) => {
+                    eprintln!(
+                        "portier: upgraded: pid {} serves now; pid {} stops accepting and drains",
+                        done.new_pid, done.old_pid
+                    );
+                    tell_systemd(&portier::mgmt::notify::main_pid(
+                        done.new_pid,
+                        "serving (upgraded)",
+                    ));
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(done));
+                    }
+                    handed_over = true;
+                    break;
+                }
+                Err(reason) => {
+                    tracing::error!("upgrade failed, this process keeps serving: {reason}");
+                    eprintln!("portier: upgrade failed, still serving: {reason}");
+                    if let Some(r) = reply {
+                        let _ = r.send(Err(reason));
+                    }
+                }
+            }
         }
         probes.abort();
         if let Some(a) = admin {
+            // Stops accepting; requests already in (the POST /upgrade
+            // being answered) finish while the reactors drain below.
             a.abort();
         }
-        if let Some(c) = certs {
-            c.abort();
+        if handed_over {
+            let mut m = manager.lock().await;
+            m.upgrades = None;
+            // The new process holds the links: nothing is detached.
+            if let Some(x) = m.xdp.take() {
+                x.hand_over();
+            }
+            drop(m);
+            control.begin_handover(std::time::Duration::from_millis(
+                config.server.upgrade_drain_ms.max(1),
+            ));
+        } else {
+            tell_systemd(portier::mgmt::notify::STOPPING);
+            // Detach XDP (and remove its pins) on the way out; ACME results
+            // of the last second saved.
+            manager.lock().await.xdp.take();
+            if let Some(acme) = &manager.lock().await.acme {
+                acme.save();
+            }
+            if let Some(c) = certs {
+                c.abort();
+            }
+        }
+        // The runtime keeps running while the reactors drain (admin
+        // answers in flight, the certificate watcher after an upgrade).
+        if let Some(r) = reactors.take() {
+            let control = control.clone();
+            let _ = tokio::task::spawn_blocking(move || portier::reactor::shutdown(&control, r))
+                .await;
         }
         anyhow::Ok(())
     })?;
-    portier::reactor::shutdown(&control, reactors);
+    if let Some(p) = &config.server.pid_file {
+        remove_pid_file(p);
+    }
     drop(xdp);
     eprintln!("portier: stopped");
     Ok(())
+}
+
+/// Remove the pid file if it is still ours (after an upgrade it names the
+/// new process).
+fn remove_pid_file(path: &std::path::Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn xdp(command: XdpCommand) -> anyhow::Result<()> {

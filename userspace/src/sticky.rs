@@ -25,9 +25,21 @@ pub struct Sticky {
     tags: Vec<String>,
 }
 
+static KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// The process-wide random key, for a binary upgrade to hand over.
+pub fn process_key() -> [u8; 32] {
+    *random_key()
+}
+
+/// Use the key of the process this one took over from (before any app is
+/// built); `false` if a key was already in use.
+pub fn adopt_process_key(key: [u8; 32]) -> bool {
+    KEY.set(key).is_ok()
+}
+
 /// The process-wide random key used when no `sticky_secret` is configured.
 fn random_key() -> &'static [u8; 32] {
-    static KEY: OnceLock<[u8; 32]> = OnceLock::new();
     KEY.get_or_init(|| {
         let mut k = [0u8; 32];
         let rng = ring::rand::SystemRandom::new();

@@ -36,6 +36,15 @@ pub struct ServerSettings {
     /// Run as this user once listeners are bound and XDP is attached
     /// (started as root), keeping only the capabilities still needed.
     pub user: Option<String>,
+    /// Write the process id here once serving (and again after a binary
+    /// upgrade, by the new process); `portier upgrade` finds it there.
+    pub pid_file: Option<std::path::PathBuf>,
+    /// A binary upgrade fails (the old process keeps serving) when the new
+    /// one has not said it serves within this.
+    pub upgrade_timeout_ms: u64,
+    /// After an upgrade, the old process keeps its open connections
+    /// (WebSocket/SSE tunnels, HTTP/2, slow responses) at most this long.
+    pub upgrade_drain_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +61,9 @@ impl Default for ServerSettings {
             gzip_min_size: 1024,
             gzip_level: 5,
             user: None,
+            pid_file: None,
+            upgrade_timeout_ms: 30_000,
+            upgrade_drain_ms: 600_000,
         }
     }
 }

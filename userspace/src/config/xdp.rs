@@ -13,11 +13,11 @@ use portier_common::maps::{
     CFG_DROP_CLOSED_PORTS, PORT_TCP_ALLOW, PORT_TCP_SERVICE, PORT_UDP_ALLOW, XdpConfig,
 };
 use portier_common::prefix::{DEFAULT_BOGONS_V4, DEFAULT_BOGONS_V6, Prefix};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Cidr;
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
     /// Native (driver) mode, else generic, else run without XDP with a warning.
@@ -31,7 +31,7 @@ pub enum XdpMode {
     Off,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct XdpSettings {
     /// Interfaces to attach to; empty = no XDP.

@@ -51,6 +51,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle keep-alive connections are closed after this.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Admin listening sockets handed from one process to the next.
+#[derive(Default)]
+pub struct Passed {
+    pub tcp: Vec<(std::net::SocketAddr, std::os::fd::OwnedFd)>,
+    pub unix: Vec<(PathBuf, std::os::fd::OwnedFd)>,
+    /// The token the old process used: the fallback when the token file
+    /// cannot be read any more (it is root's, and this process is not).
+    pub token: Option<String>,
+}
+
 /// The bound, not yet serving, admin API.
 pub struct Admin {
     tcp: Vec<std::net::TcpListener>,
@@ -61,23 +71,62 @@ pub struct Admin {
 impl Admin {
     /// Read the token and bind every listener; `None` when the API is off.
     /// Errors are meant for the operator: portier refuses to start.
-    pub fn bind(settings: Option<&AdminSettings>) -> anyhow::Result<Option<Admin>> {
+    /// Listeners in `passed` (a binary upgrade's) are used instead of
+    /// binding the same address again.
+    pub fn bind(
+        settings: Option<&AdminSettings>,
+        passed: &mut Passed,
+    ) -> anyhow::Result<Option<Admin>> {
         let Some(settings) = settings.filter(|s| s.is_enabled()) else {
             return Ok(None);
         };
-        let token = read_token(&settings.token_file)?;
+        let token = match (read_token(&settings.token_file), passed.token.take()) {
+            (Ok(t), _) => t,
+            (Err(e), Some(t)) => {
+                tracing::warn!("{e:#}: keeping the token of the process this one took over from");
+                t
+            }
+            (Err(e), None) => return Err(e),
+        };
         let mut tcp = Vec::new();
         for addr in &settings.listen {
-            let l = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("admin API: cannot listen on {addr}"))?;
+            let l = match passed.tcp.iter().position(|(a, _)| a == addr) {
+                Some(i) => std::net::TcpListener::from(passed.tcp.swap_remove(i).1),
+                None => std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("admin API: cannot listen on {addr}"))?,
+            };
             l.set_nonblocking(true)?;
             tcp.push(l);
         }
         let unix = match &settings.unix_socket {
-            Some(path) => Some((path.clone(), bind_unix(path)?)),
+            Some(path) => match passed.unix.iter().position(|(p, _)| p == path) {
+                Some(i) => {
+                    let l = std::os::unix::net::UnixListener::from(passed.unix.swap_remove(i).1);
+                    l.set_nonblocking(true)?;
+                    Some((path.clone(), l))
+                }
+                None => Some((path.clone(), bind_unix(path)?)),
+            },
             None => None,
         };
         Ok(Some(Admin { tcp, unix, token }))
+    }
+
+    /// Duplicates of the listening sockets, for a binary upgrade.
+    pub fn share(&self) -> std::io::Result<Passed> {
+        use std::os::fd::AsFd;
+        let mut out = Passed {
+            token: Some(self.token.clone()),
+            ..Passed::default()
+        };
+        for l in &self.tcp {
+            out.tcp
+                .push((l.local_addr()?, l.as_fd().try_clone_to_owned()?));
+        }
+        if let Some((path, l)) = &self.unix {
+            out.unix.push((path.clone(), l.as_fd().try_clone_to_owned()?));
+        }
+        Ok(out)
     }
 
     /// Where the API answers, for the start-up log.

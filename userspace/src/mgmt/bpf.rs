@@ -8,6 +8,7 @@
 //! attached.
 
 use std::collections::BTreeSet;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
@@ -21,6 +22,7 @@ use portier_common::prefix::Prefix;
 use portier_common::reason::{REASON_COUNT, Reason};
 
 use crate::config::{Cidr, XdpMode, XdpSettings};
+use crate::mgmt::upgrade::handoff::{PassedLink, PassedXdp};
 
 #[cfg(portier_xdp)]
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("PORTIER_XDP_OBJECT"));
@@ -88,7 +90,11 @@ fn typed<T: TryFrom<Map, Error = aya::maps::MapError>>(map: Map, name: &str) -> 
 impl MapSet {
     /// Take the maps out of a loaded program, pinning each under `pin_dir`
     /// when given.
-    fn from_ebpf(ebpf: &mut Ebpf, pin_dir: Option<&Path>) -> anyhow::Result<MapSet> {
+    fn from_ebpf(
+        ebpf: &mut Ebpf,
+        pin_dir: Option<&Path>,
+        fds: &mut Vec<(String, OwnedFd)>,
+    ) -> anyhow::Result<MapSet> {
         let mut take = |name: &str| -> anyhow::Result<Map> {
             let map = ebpf
                 .take_map(name)
@@ -97,6 +103,7 @@ impl MapSet {
                 map.pin(dir.join(name))
                     .with_context(|| format!("pinning {name} in {}", dir.display()))?;
             }
+            fds.push((name.to_string(), dup_map_fd(&map, name)?));
             Ok(map)
         };
         let set = MapSet {
@@ -111,6 +118,33 @@ impl MapSet {
             _syn: Some(take(MAP_SYN_BUCKETS)?),
         };
         Ok(set)
+    }
+
+    /// Take the maps a previous process handed over (binary upgrade),
+    /// keeping a duplicate of each descriptor for the next handoff.
+    fn from_fds(
+        passed: Vec<(String, OwnedFd)>,
+        fds: &mut Vec<(String, OwnedFd)>,
+    ) -> anyhow::Result<MapSet> {
+        let mut by_name: std::collections::HashMap<String, OwnedFd> = passed.into_iter().collect();
+        let mut open = |name: &str| -> anyhow::Result<Map> {
+            let fd = by_name
+                .remove(name)
+                .ok_or_else(|| anyhow!("the handoff has no map {name}"))?;
+            fds.push((name.to_string(), fd.try_clone().context("dup")?));
+            let data = MapData::from_fd(fd).with_context(|| format!("map {name}"))?;
+            Map::from_map_data(data).with_context(|| format!("map {name}"))
+        };
+        Ok(MapSet {
+            counters: typed(open(MAP_COUNTERS)?, MAP_COUNTERS)?,
+            config: typed(open(MAP_CONFIG)?, MAP_CONFIG)?,
+            ports: typed(open(MAP_PORTS)?, MAP_PORTS)?,
+            block_v4: typed(open(MAP_BLOCK_V4)?, MAP_BLOCK_V4)?,
+            block_v6: typed(open(MAP_BLOCK_V6)?, MAP_BLOCK_V6)?,
+            bogon_v4: typed(open(MAP_BOGON_V4)?, MAP_BOGON_V4)?,
+            bogon_v6: typed(open(MAP_BOGON_V6)?, MAP_BOGON_V6)?,
+            _syn: Some(open(MAP_SYN_BUCKETS)?),
+        })
     }
 
     /// Open the maps a running `portier` pinned under `pin_dir`.
@@ -280,9 +314,19 @@ pub struct XdpRuntime {
     // Field order matters: the maps close before the program detaches.
     maps: MapSet,
     policy: HostPolicy,
+    settings: XdpSettings,
     attached: Vec<(String, &'static str)>,
     pin_dir: Option<PathBuf>,
-    _ebpf: Ebpf,
+    /// Duplicates of the map descriptors, for a binary upgrade to pass on.
+    map_fds: Vec<(String, OwnedFd)>,
+    /// Set once a new process took the program over: the pins stay.
+    handed_over: bool,
+    /// The loaded object (`None` when taken over from a previous process).
+    _ebpf: Option<Ebpf>,
+    /// One bpf_link per interface (`None`: attached through netlink, which
+    /// an upgrade cannot take over). Closing the last descriptor of a link
+    /// detaches the program, so these close last.
+    links: Vec<(String, Option<OwnedFd>)>,
 }
 
 impl XdpRuntime {
@@ -303,12 +347,122 @@ impl XdpRuntime {
         let policy = settings.policy();
         self.maps.apply(&policy, Some(&self.policy))?;
         self.policy = policy;
+        self.settings = settings.clone();
         Ok(())
+    }
+
+    /// The id of the attached program (the same after an upgrade).
+    pub fn program_id(&self) -> Option<u32> {
+        self.links
+            .iter()
+            .find_map(|(_, fd)| fd.as_ref())
+            .and_then(|fd| link_info(fd).ok())
+            .map(|i| i.prog_id)
+    }
+
+    /// What a binary upgrade passes on: the description, with the
+    /// descriptors appended to `fds` (indices refer to it).
+    pub fn handoff(&self, fds: &mut Vec<OwnedFd>) -> anyhow::Result<PassedXdp> {
+        let mut maps = Vec::new();
+        for (name, fd) in &self.map_fds {
+            maps.push((name.clone(), fds.len()));
+            fds.push(fd.try_clone().context("dup")?);
+        }
+        let mut links = Vec::new();
+        for (iface, fd) in &self.links {
+            let fd = fd.as_ref().ok_or_else(|| {
+                anyhow!("XDP is attached to {iface} through netlink (no bpf_link): an upgrade cannot take it over; restart instead")
+            })?;
+            let mode = self
+                .attached
+                .iter()
+                .find(|(i, _)| i == iface)
+                .map_or("native", |(_, m)| m);
+            links.push(PassedLink {
+                interface: iface.clone(),
+                mode: mode.to_string(),
+                fd: fds.len(),
+            });
+            fds.push(fd.try_clone().context("dup")?);
+        }
+        Ok(PassedXdp {
+            maps,
+            links,
+            pin_dir: self.pin_dir.clone(),
+            settings: self.settings.clone(),
+        })
+    }
+
+    /// A new process took the program over: close our descriptors without
+    /// detaching anything (it holds the links) and leave the pins.
+    pub fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+
+    /// Take over the program a previous process handed over: its maps and
+    /// links, never detached, so the program id stays and no packet goes
+    /// unfiltered. Nothing is written yet: `update_policy(settings)` then
+    /// writes the difference between the old `[xdp]` and the new one
+    /// (blocks added live stay). Interfaces no longer configured are
+    /// detached; newly configured ones need a restart (said in the log).
+    pub fn adopt(
+        settings: &XdpSettings,
+        passed: PassedXdp,
+        take: &mut dyn FnMut(usize) -> anyhow::Result<OwnedFd>,
+    ) -> anyhow::Result<Option<XdpRuntime>> {
+        let mut map_fds = Vec::new();
+        let mut passed_maps = Vec::new();
+        for (name, index) in &passed.maps {
+            passed_maps.push((name.clone(), take(*index)?));
+        }
+        let mut links = Vec::new();
+        let mut attached = Vec::new();
+        for l in &passed.links {
+            let fd = take(l.fd)?;
+            if settings.mode == XdpMode::Off || !settings.interfaces.contains(&l.interface) {
+                tracing::warn!(interface = %l.interface, "no longer configured: XDP detached after the upgrade");
+                drop(fd);
+                continue;
+            }
+            let mode = if l.mode == "generic" {
+                "generic"
+            } else {
+                "native"
+            };
+            attached.push((l.interface.clone(), mode));
+            links.push((l.interface.clone(), Some(fd)));
+        }
+        for iface in &settings.interfaces {
+            if settings.mode != XdpMode::Off && !attached.iter().any(|(i, _)| i == iface) {
+                tracing::warn!(interface = %iface, "newly configured: XDP attaches there at the next restart, not on an upgrade");
+            }
+        }
+        if links.is_empty() {
+            return Ok(None);
+        }
+        let maps = MapSet::from_fds(passed_maps, &mut map_fds)?;
+        // The maps still hold the old process's policy; `update_policy`
+        // writes the difference once everything else has started.
+        Ok(Some(XdpRuntime {
+            maps,
+            policy: passed.settings.policy(),
+            settings: passed.settings.clone(),
+            attached,
+            pin_dir: passed.pin_dir,
+            map_fds,
+            handed_over: false,
+            _ebpf: None,
+            links,
+        }))
     }
 }
 
 impl Drop for XdpRuntime {
     fn drop(&mut self) {
+        if self.handed_over {
+            tracing::info!("XDP program handed over to the new process");
+            return;
+        }
         if let Some(dir) = &self.pin_dir {
             remove_pins(dir);
         }
@@ -316,6 +470,136 @@ impl Drop for XdpRuntime {
             tracing::info!(interface = %iface, mode, "XDP program detached");
         }
     }
+}
+
+/// A descriptor of our own on a map (its `Map` keeps the other).
+fn dup_map_fd(map: &Map, name: &str) -> anyhow::Result<OwnedFd> {
+    let data = match map {
+        Map::Array(d)
+        | Map::PerCpuArray(d)
+        | Map::LpmTrie(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d) => d,
+        _ => bail!("map {name} has a type an upgrade cannot pass on"),
+    };
+    data.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .with_context(|| format!("duplicating the descriptor of map {name}"))
+}
+
+/// The part of `struct bpf_link_info` read here (the XDP member of its
+/// union starts at offset 16).
+#[repr(C)]
+#[derive(Default)]
+struct LinkInfo {
+    kind: u32,
+    id: u32,
+    prog_id: u32,
+    _pad: u32,
+    ifindex: u32,
+    _rest: [u32; 11],
+}
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_TYPE_XDP: u32 = 6;
+
+fn link_info(fd: &OwnedFd) -> std::io::Result<LinkInfo> {
+    #[repr(C)]
+    struct Attr {
+        fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = LinkInfo::default();
+    let attr = Attr {
+        fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<LinkInfo>() as u32,
+        info: &mut info as *mut LinkInfo as u64,
+    };
+    // SAFETY: the attr and the info buffer outlive the call; the kernel
+    // writes at most `info_len` bytes.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &attr as *const Attr,
+            std::mem::size_of::<Attr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// A descriptor of our own on the XDP link of `program_id` on `ifindex`
+/// (aya keeps the one it made inside the program object). Root only.
+fn own_link(program_id: u32, ifindex: u32) -> Option<OwnedFd> {
+    let mut next = 0u32;
+    loop {
+        #[repr(C)]
+        struct Attr {
+            id: u32,
+            next_id: u32,
+            open_flags: u32,
+        }
+        let mut attr = Attr {
+            id: next,
+            next_id: 0,
+            open_flags: 0,
+        };
+        // BPF_LINK_GET_NEXT_ID = 31.
+        // SAFETY: attr outlives the call; the kernel writes next_id.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                31,
+                &mut attr as *mut Attr,
+                std::mem::size_of::<Attr>() as u32,
+            )
+        };
+        if rc < 0 {
+            return None;
+        }
+        next = attr.next_id;
+        let get = Attr {
+            id: next,
+            next_id: 0,
+            open_flags: 0,
+        };
+        // SAFETY: as above; a returned descriptor is ours.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_LINK_GET_FD_BY_ID,
+                &get as *const Attr,
+                std::mem::size_of::<Attr>() as u32,
+            )
+        };
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: the kernel just gave us this descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        if let Ok(info) = link_info(&fd)
+            && info.kind == BPF_LINK_TYPE_XDP
+            && info.prog_id == program_id
+            && info.ifindex == ifindex
+        {
+            return Some(fd);
+        }
+    }
+}
+
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 fn remove_pins(dir: &Path) {
@@ -426,7 +710,8 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         }
         return degrade(format!("the kernel refused the XDP program: {e:#}"));
     }
-    let mut maps = MapSet::from_ebpf(&mut ebpf, pin_dir.as_deref())?;
+    let mut map_fds = Vec::new();
+    let mut maps = MapSet::from_ebpf(&mut ebpf, pin_dir.as_deref(), &mut map_fds)?;
     let policy = settings.policy();
     // Policy before attach: the first packet already meets it.
     maps.apply(&policy, None)?;
@@ -435,7 +720,9 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         .ok_or_else(|| anyhow!("the XDP object has no program {PROGRAM_NAME}"))?
         .try_into()?;
 
+    let program_id = program.info().map(|i| i.id()).ok();
     let mut attached = Vec::new();
+    let mut links = Vec::new();
     for iface in &settings.interfaces {
         let tries: &[(AyaMode, &'static str)] = match settings.mode {
             XdpMode::Auto => &[(AyaMode::Driver, "native"), (AyaMode::Skb, "generic")],
@@ -458,6 +745,10 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
             Some(mode) => {
                 tracing::info!(interface = %iface, mode, "XDP program attached");
                 attached.push((iface.clone(), mode));
+                let link = program_id
+                    .zip(ifindex(iface))
+                    .and_then(|(p, i)| own_link(p, i));
+                links.push((iface.clone(), link));
             }
             None if settings.mode == XdpMode::Auto => {
                 tracing::warn!(interface = %iface, "XDP not attached ({})", errors.join("; "));
@@ -479,8 +770,12 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
     Ok(Some(XdpRuntime {
         maps,
         policy,
+        settings: settings.clone(),
         attached,
         pin_dir,
-        _ebpf: ebpf,
+        map_fds,
+        handed_over: false,
+        _ebpf: Some(ebpf),
+        links,
     }))
 }

@@ -31,6 +31,8 @@ pub struct Manager {
     pub region: Option<crate::mgmt::region::Region>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Where `POST /upgrade` asks for a binary upgrade (set at start).
+    pub upgrades: Option<crate::mgmt::upgrade::Door>,
 }
 
 impl Manager {
@@ -49,6 +51,7 @@ impl Manager {
             region: None,
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            upgrades: None,
         }
     }
 

@@ -11,3 +11,4 @@ pub mod notify;
 pub mod privileges;
 pub mod probe;
 pub mod region;
+pub mod upgrade;

@@ -64,6 +64,13 @@ pub fn reloading(monotonic_usec: u64) -> String {
     format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}\n")
 }
 
+/// The service's main process is now `pid` (a binary upgrade), which
+/// serves: sent by the old process once the new one said so.
+pub fn main_pid(pid: u32, status: &str) -> String {
+    let status = status.replace(['\n', '\r'], " ");
+    format!("MAINPID={pid}\nREADY=1\nSTATUS={status}\n")
+}
+
 /// `STOPPING=1`: shutdown began.
 pub const STOPPING: &str = "STOPPING=1\n";
 
@@ -82,6 +89,8 @@ pub fn monotonic_usec() -> u64 {
 pub struct Notifier {
     socket: UnixDatagram,
     to: SocketAddr,
+    /// `NOTIFY_SOCKET` as it was given (passed on by a binary upgrade).
+    value: Option<std::ffi::OsString>,
 }
 
 impl Notifier {
@@ -93,6 +102,7 @@ impl Notifier {
         Ok(Notifier {
             socket,
             to: address.socket_addr()?,
+            value: None,
         })
     }
 
@@ -106,12 +116,20 @@ impl Notifier {
         // SAFETY: the caller guarantees no other thread reads the environment.
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         match Address::parse(&value) {
-            Some(a) => Some(Notifier::new(&a)),
+            Some(a) => Some(Notifier::new(&a).map(|mut n| {
+                n.value = Some(value);
+                n
+            })),
             None => Some(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("NOTIFY_SOCKET={value:?} is neither a path nor @name"),
             ))),
         }
+    }
+
+    /// The `NOTIFY_SOCKET` value this notifier came from.
+    pub fn env_value(&self) -> Option<&std::ffi::OsStr> {
+        self.value.as_deref()
     }
 
     /// Send one message (never blocks: a full socket is an error).

@@ -192,6 +192,75 @@ pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Make `caps` ambient, so the binary an upgrade starts (as this same
+/// unprivileged user) still has them. Runs between fork and exec: only
+/// async-signal-safe calls.
+pub fn raise_ambient(caps: &[u32]) -> std::io::Result<()> {
+    if caps.is_empty() {
+        return Ok(());
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are valid for capget/capset (version 3: two words).
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for &c in caps {
+            data[(c / 32) as usize].inheritable |= 1 << (c % 32);
+        }
+        if libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for &c in caps {
+            if libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                c as libc::c_ulong,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Started by an upgrade, already as the user with ambient capabilities:
+/// keep exactly `keep` (effective and permitted), none inheritable or
+/// ambient, so nothing this process runs (ACME hooks) inherits them.
+pub fn settle(keep: &[u32]) -> anyhow::Result<()> {
+    // SAFETY: plain syscalls with valid arguments; failures are checked.
+    unsafe {
+        check(
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
+            "clearing ambient capabilities",
+        )?;
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = mask(keep);
+        check(
+            libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr())
+                as libc::c_int,
+            "capset",
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

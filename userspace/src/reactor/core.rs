@@ -162,7 +162,7 @@ impl Reactor {
                 let deadline = match self.drain_deadline {
                     Some(d) => d,
                     None => {
-                        let d = self.now + DRAIN_GRACE;
+                        let d = self.now + self.control.drain_limit().unwrap_or(DRAIN_GRACE);
                         self.drain_deadline = Some(d);
                         self.begin_drain();
                         d
@@ -181,6 +181,11 @@ impl Reactor {
     /// GOAWAY and closes when its streams are done).
     fn begin_drain(&mut self) {
         self.listeners.close_all(self.poll.registry());
+        // Handing over to an upgraded process: nothing is cut. An idle
+        // keep-alive connection stays for its next request, answered with
+        // `Connection: close` (closing it now would race a request already
+        // on its way); HTTP/2 gets GOAWAY(max) + PING, then the real one.
+        let handover = self.control.is_handover();
         let tokens: Vec<Token> = self
             .conns
             .iter()
@@ -194,6 +199,7 @@ impl Reactor {
             match &mut c.state {
                 ClientState::ProxyHeader { .. } => self.close_client(token),
                 ClientState::H1(h) => match h.link {
+                    Link::None if handover => {}
                     Link::None => {
                         h.conn.close();
                         c.closing = true;
@@ -207,8 +213,10 @@ impl Reactor {
                     Link::Tunnel(_) => {}
                 },
                 ClientState::H2(h) => {
-                    h.conn.goaway(false);
-                    if h.streams.is_empty() {
+                    h.conn.goaway(handover);
+                    // Graceful: the client may still open streams until
+                    // the PING comes back and the final GOAWAY goes out.
+                    if h.streams.is_empty() && h.conn.goaway_is_final() {
                         c.closing = true;
                     }
                     self.h2_flush(token);
@@ -259,6 +267,9 @@ impl Reactor {
                 }
                 Command::UpdateListener { addr, kind } => self.listeners.update(addr, kind),
                 Command::Grant(g) => self.grants.push(g),
+                Command::ShareListeners(reply) => {
+                    let _ = reply.send(self.listeners.share());
+                }
             }
         }
         self.take_grants();

@@ -131,7 +131,8 @@ impl Reactor {
                         "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
                     ),
                 upgrade: head.is_websocket_upgrade(),
-                keep_alive: head.keep_alive,
+                // Draining: this response ends the connection.
+                keep_alive: head.keep_alive && !self.is_draining(),
                 request_id: fwd.request_id,
             },
             head: encoded,
@@ -166,7 +167,7 @@ impl Reactor {
             BodyKind::None => RequestBody::None,
             kind => RequestBody::H1(BodyDecoder::for_request(kind, &self.snapshot.limits)),
         };
-        let close_after = head.body != BodyKind::None || !head.keep_alive;
+        let close_after = head.body != BodyKind::None || !head.keep_alive || self.is_draining();
         let downstream = Downstream::H1 {
             version: head.version,
         };

@@ -138,6 +138,7 @@ impl Reactor {
     /// Move frames the machine produced to the socket; close a finished
     /// connection once everything is out.
     pub(super) fn h2_flush(&mut self, token: Token) {
+        let draining = self.is_draining();
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
         };
@@ -145,7 +146,10 @@ impl Reactor {
             return;
         };
         h.conn.poll_output(&mut c.wbuf);
-        if h.conn.is_closed() {
+        // Draining: the final GOAWAY (sent when the PING came back) and no
+        // stream left ends the connection.
+        if h.conn.is_closed() || (draining && h.streams.is_empty() && h.conn.goaway_is_final())
+        {
             c.closing = true;
         }
         self.client_flush(token);
@@ -378,6 +382,7 @@ impl Reactor {
             && let Some(Conn::Client(c)) = self.conns.get_mut(client.0)
             && let ClientState::H2(h) = &c.state
             && h.streams.is_empty()
+            && h.conn.goaway_is_final()
         {
             c.closing = true;
         }

@@ -9,7 +9,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::control::ListenerKind;
+use crate::control::{ListenerKind, SharedListener};
 
 /// Bind one non-blocking SO_REUSEPORT listener (also `control::Binder`).
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -25,6 +25,54 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
         .map_err(|e| io::Error::new(e.kind(), format!("binding {addr}: {e}")))?;
     socket.listen(4096)?;
     Ok(socket.into())
+}
+
+/// Listening sockets passed by the process this one took over from (binary
+/// upgrade), by address and kind: reactors register these instead of
+/// binding, so no listener is ever closed across an upgrade.
+#[derive(Default)]
+pub struct Inherited {
+    groups: std::collections::HashMap<(SocketAddr, bool), Vec<std::os::fd::OwnedFd>>,
+}
+
+impl Inherited {
+    pub fn add(&mut self, addr: SocketAddr, secure: bool, fd: std::os::fd::OwnedFd) {
+        self.groups.entry((addr, secure)).or_default().push(fd);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The sockets thread `thread` of `threads` registers for this address
+    /// (see `handoff::assign`); `None` when none was passed.
+    pub fn for_thread(
+        &self,
+        addr: SocketAddr,
+        secure: bool,
+        thread: usize,
+        threads: usize,
+    ) -> Option<io::Result<Vec<std::net::TcpListener>>> {
+        let fds = self.groups.get(&(addr, secure))?;
+        let mine = crate::mgmt::upgrade::handoff::assign(fds.len(), threads);
+        let picked = mine.get(thread)?.iter().map(|&i| {
+            let l = std::net::TcpListener::from(fds[i].try_clone()?);
+            l.set_nonblocking(true)?;
+            Ok(l)
+        });
+        Some(picked.collect())
+    }
+
+    /// Passed addresses the configuration no longer has (closed here; the
+    /// old process closes its copies).
+    pub fn unused<'a>(&self, configured: impl Iterator<Item = (SocketAddr, bool)> + 'a) -> Vec<SocketAddr> {
+        let configured: std::collections::HashSet<_> = configured.collect();
+        self.groups
+            .keys()
+            .filter(|k| !configured.contains(k))
+            .map(|(a, _)| *a)
+            .collect()
+    }
 }
 
 /// Tokens at or below this are listeners (counting down).
@@ -88,6 +136,23 @@ impl Listeners {
         for mut l in self.slots.drain(..).flatten() {
             let _ = registry.deregister(&mut l.sock);
         }
+    }
+
+    /// Duplicates of every listening socket (binary upgrade).
+    pub fn share(&self) -> Vec<SharedListener> {
+        use std::os::fd::AsFd;
+        self.slots
+            .iter()
+            .flatten()
+            .filter_map(|l| {
+                let fd = l.sock.as_fd().try_clone_to_owned().ok()?;
+                Some(SharedListener {
+                    addr: l.addr,
+                    secure: l.kind.secure,
+                    fd,
+                })
+            })
+            .collect()
     }
 
     /// The listener a token names, if it names one.

@@ -30,7 +30,7 @@ use mio::{Token, Waker};
 
 use crate::config::Listen;
 use crate::control::{Control, ListenerKind, Wake};
-pub use listener::bind_reuseport;
+pub use listener::{Inherited, bind_reuseport};
 
 const WAKER: Token = Token(usize::MAX);
 
@@ -72,6 +72,7 @@ pub fn spawn(
     http: &[Listen],
     https: &[Listen],
     tls: Option<Arc<rustls::ServerConfig>>,
+    inherited: &Inherited,
 ) -> io::Result<Vec<ReactorHandle>> {
     if !https.is_empty() && tls.is_none() {
         return Err(io::Error::other("HTTPS listeners need a TLS configuration"));
@@ -88,7 +89,14 @@ pub fn spawn(
                     secure,
                     proxy_protocol: l.proxy_protocol,
                 };
-                listeners.push((bind_reuseport(l.addr)?, kind));
+                match inherited.for_thread(l.addr, secure, i, threads) {
+                    Some(passed) => {
+                        for sock in passed? {
+                            listeners.push((sock, kind));
+                        }
+                    }
+                    None => listeners.push((bind_reuseport(l.addr)?, kind)),
+                }
             }
         }
         let poll = mio::Poll::new()?;

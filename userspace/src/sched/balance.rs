@@ -383,6 +383,65 @@ impl Balancer {
     }
 }
 
+/// A backend's health as delays relative to a moment, so another process
+/// (a binary upgrade) can take it over on its own clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub draining: bool,
+    /// Quarantined: its next probe is due in this many ms.
+    pub probe_in_ms: Option<u64>,
+    pub backoff_ms: u64,
+    /// A probe brought it back this many ms ago.
+    pub back_for_ms: Option<u64>,
+}
+
+impl Balancer {
+    /// The state of every backend, as of `now_ms`.
+    pub fn carried(&self, now_ms: u64) -> Vec<(SocketAddr, Carried)> {
+        self.backends
+            .iter()
+            .map(|b| {
+                let until = b.quarantined_until.load(Ordering::Acquire);
+                let since = b.back_since_ms.load(Ordering::Relaxed);
+                let backoff_ms = b.backoff_ms.load(Ordering::Relaxed);
+                let probe_in_ms = match until {
+                    0 => None,
+                    // Being set up this instant: due after the delay.
+                    CLAIMED => Some(backoff_ms),
+                    t => Some(t.saturating_sub(now_ms)),
+                };
+                let c = Carried {
+                    draining: b.is_draining(),
+                    probe_in_ms,
+                    backoff_ms,
+                    back_for_ms: (since != NEVER).then(|| now_ms.saturating_sub(since)),
+                };
+                (b.addr, c)
+            })
+            .collect()
+    }
+
+    /// Take over a backend's state carried from another process; `false`
+    /// when this balancer has no backend at `addr`.
+    pub fn carry(&self, addr: SocketAddr, c: &Carried, now_ms: u64) -> bool {
+        let Some(b) = self.backends.iter().find(|b| b.addr == addr) else {
+            return false;
+        };
+        b.draining.store(c.draining, Ordering::Release);
+        b.backoff_ms.store(c.backoff_ms, Ordering::Relaxed);
+        if let Some(ago) = c.back_for_ms {
+            b.back_since_ms
+                .store(now_ms.saturating_sub(ago), Ordering::Relaxed);
+        }
+        let until = match c.probe_in_ms {
+            Some(ms) => due_at(now_ms, ms),
+            None => 0,
+        };
+        b.quarantined_until.store(until, Ordering::Release);
+        true
+    }
+}
+
 /// When a probe `delay_ms` after `now_ms` is due: never 0 (healthy) nor
 /// [`CLAIMED`].
 fn due_at(now_ms: u64, delay_ms: u64) -> u64 {
@@ -475,6 +534,35 @@ mod tests {
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0].backend, None);
         assert_eq!(b.queue_depth(), 0);
+    }
+
+    #[test]
+    fn health_is_carried_to_another_clock() {
+        let a = Balancer::new(
+            &["10.0.0.1:80".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr")],
+            0,
+            0,
+            backoff(1000, 60_000),
+        );
+        a.quarantine(BackendId(0), 5_000);
+        a.set_draining("10.0.0.2:80".parse().expect("addr"), true);
+        let carried = a.carried(5_400);
+        assert_eq!(carried[0].1.probe_in_ms, Some(600));
+        assert!(carried[1].1.draining && carried[1].1.probe_in_ms.is_none());
+        // The new process' clock reads 100 at the handoff.
+        let b = Balancer::new(
+            &["10.0.0.1:80".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr")],
+            0,
+            0,
+            backoff(1000, 60_000),
+        );
+        for (addr, c) in &carried {
+            assert!(b.carry(*addr, c, 100));
+        }
+        assert!(b.backends()[0].is_quarantined() && b.backends()[1].is_draining());
+        assert!(b.due_probes(699).is_empty());
+        assert_eq!(b.due_probes(700), vec![BackendId(0)]);
+        assert!(!b.carry("10.9.9.9:80".parse().expect("addr"), &carried[0].1, 0));
     }
 
     #[test]

@@ -117,6 +117,11 @@ impl Proxy {
         }
     }
 
+    /// The configuration file portier was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("portier.toml")
+    }
+
     /// Rewrite the config (same listener) and SIGHUP; returns the line
     /// portier answered with (reloaded or refused).
     pub fn reload(&mut self, server_extra: &str, rest: &str) -> String {

@@ -311,6 +311,13 @@ impl ServerConn {
     /// Nothing more will happen: a connection error was sent, or a GOAWAY
     /// was exchanged and every stream finished. Flush `poll_output`, then
     /// close the transport.
+    /// The last GOAWAY went out (at once, or after the graceful PING came
+    /// back): no stream will start any more, so once the open ones are done
+    /// the connection may close.
+    pub fn goaway_is_final(&self) -> bool {
+        matches!(self.shutdown, Shutdown::Final(_))
+    }
+
     pub fn is_closed(&self) -> bool {
         match self.state {
             ConnState::Failed(_) => true,

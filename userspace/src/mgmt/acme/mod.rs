@@ -23,7 +23,7 @@ pub mod plan;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ struct Shared {
     state_file: PathBuf,
     book: Mutex<Book>,
     running: Mutex<BTreeSet<String>>,
+    /// A binary upgrade is under way (or done): no new order, and the
+    /// state file is the new process's to write.
+    held: AtomicBool,
     issued: AtomicU64,
     failed: AtomicU64,
 }
@@ -83,6 +86,7 @@ impl Acme {
             state_file: settings.state_dir.join(STATE_FILE),
             book: Mutex::new(book),
             running: Mutex::new(BTreeSet::new()),
+            held: AtomicBool::new(false),
             issued: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -122,6 +126,12 @@ impl Acme {
     /// within a second of arriving).
     pub fn save(&self) {
         self.shared.save();
+    }
+
+    /// Stop (or resume) ordering and saving: a binary upgrade hands the
+    /// names to the new process.
+    pub fn hold(&self, held: bool) {
+        self.shared.held.store(held, Ordering::Release);
     }
 
     /// Order `name` now (a forced renewal). False if no app serves it.
@@ -231,9 +241,14 @@ impl Service {
         let mut results_unsaved = false;
         let mut saved = std::time::Instant::now();
         loop {
+            let held = self.shared.held.load(Ordering::Acquire);
             let mut dirty = self.sync_names();
-            dirty |= self.launch(&mut tasks).await;
-            if dirty || (results_unsaved && saved.elapsed() >= Duration::from_secs(1)) {
+            if !held {
+                dirty |= self.launch(&mut tasks).await;
+            }
+            if !held
+                && (dirty || (results_unsaved && saved.elapsed() >= Duration::from_secs(1)))
+            {
                 self.persist();
                 results_unsaved = false;
                 saved = std::time::Instant::now();
@@ -700,6 +715,9 @@ impl Service {
 impl Shared {
     /// Write the book to `state.json` (atomic, 0600).
     fn save(&self) {
+        if self.held.load(Ordering::Acquire) {
+            return; // handed over: the new process owns the file
+        }
         let text = match serde_json::to_vec(&*lock(&self.book)) {
             Ok(t) => t,
             Err(e) => return tracing::error!("ACME state not saved: {e}"),

@@ -47,6 +47,8 @@ enum Route {
     Renew(String),
     /// Region mode: etcd connection, revision, nodes.
     Region,
+    /// Start the binary on disk and hand everything over to it.
+    Upgrade,
 }
 
 impl Route {
@@ -70,6 +72,7 @@ impl Route {
             ["region"] => Route::Region,
             ["metrics"] => Route::Metrics,
             ["reload"] => Route::Reload,
+            ["upgrade"] => Route::Upgrade,
             ["xdp", "stats"] => Route::XdpStats,
             ["xdp", "blocklist"] => Route::XdpBlocklist,
             // `10.0.0.0/8` may come unencoded: the rest of the path is the CIDR.
@@ -87,7 +90,9 @@ impl Route {
             | Route::Region
             | Route::Metrics
             | Route::XdpStats => &["GET"],
-            Route::Domains(_) | Route::Backends(_) | Route::Drain(..) | Route::Reload => &["POST"],
+            Route::Domains(_) | Route::Backends(_) | Route::Drain(..) | Route::Reload | Route::Upgrade => {
+                &["POST"]
+            }
             Route::Domain(..) | Route::Backend(..) | Route::XdpBlocked(_) => &["DELETE"],
             Route::Settings(_) => &["PATCH"],
             Route::Certificate(_) => &["PUT"],
@@ -115,6 +120,11 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
         );
         r.headers.push(("Allow", allow));
         return r;
+    }
+    if let Route::Upgrade = route {
+        // Not under the manager lock: the upgrade itself takes it.
+        let door = manager.lock().await.upgrades.clone();
+        return upgrade(door).await;
     }
     let body = &request.body;
     let mut m = manager.lock().await;
@@ -215,6 +225,8 @@ pub async fn handle(manager: &Mutex<Manager>, request: Request) -> Response {
             }
         }
         (Route::Stats, _) => Response::json(200, &stats(m)),
+        // Answered above, without the lock.
+        (Route::Upgrade, _) => Response::error(500, "internal", "unreachable"),
         (Route::Region, _) => match &m.region {
             None => Response::error(409, "region_off", "this node runs without [region]"),
             Some(r) => Response::json(
@@ -663,4 +675,29 @@ fn stats(m: &Manager) -> Value {
         "connections_accepted": sum(&|c| load(&c.connections_accepted)),
         "xdp": m.xdp.is_some(),
     })
+}
+
+/// `POST /upgrade`: 200 with both pids once the new process serves (this
+/// one then drains and exits), 500 with the reason when it did not start
+/// (this one keeps serving), 409 when upgrades are not possible here.
+async fn upgrade(door: Option<crate::mgmt::upgrade::Door>) -> Response {
+    let Some(door) = door else {
+        return Response::error(
+            409,
+            "upgrade_unavailable",
+            "this process cannot upgrade (it is already handing over, or is not serving)",
+        );
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if door.send(Some(tx)).is_err() {
+        return Response::error(409, "upgrade_unavailable", "the process is stopping");
+    }
+    match rx.await {
+        Ok(Ok(done)) => Response::json(
+            200,
+            &json!({"old_pid": done.old_pid, "new_pid": done.new_pid, "xdp_program_id": done.xdp_program_id}),
+        ),
+        Ok(Err(reason)) => Response::error(500, "upgrade_failed", reason),
+        Err(_) => Response::error(500, "upgrade_failed", "the upgrade was abandoned"),
+    }
 }
