@@ -310,6 +310,14 @@ impl Control {
         self.begin_shutdown();
     }
 
+    /// End a drain now (SIGTERM while an upgrade's drain runs).
+    pub fn cut_drain(&self) {
+        self.drain_ms.store(1, Ordering::Release);
+        for id in 0..self.reactors() {
+            self.wake(id);
+        }
+    }
+
     pub fn is_handover(&self) -> bool {
         self.handover.load(Ordering::Acquire)
     }
@@ -337,9 +345,9 @@ impl Control {
         let mut out = Vec::new();
         for _ in 0..self.reactors() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let part = rx
-                .recv_timeout(left)
-                .map_err(|_| io::Error::other("a reactor did not hand its listeners over in time"))?;
+            let part = rx.recv_timeout(left).map_err(|_| {
+                io::Error::other("a reactor did not hand its listeners over in time")
+            })?;
             out.extend(part);
         }
         Ok(out)

@@ -251,7 +251,8 @@ fn upgrade(path: PathBuf) -> anyhow::Result<()> {
 fn exchange<S: std::io::Read + std::io::Write>(mut s: S, request: &str) -> anyhow::Result<String> {
     s.write_all(request.as_bytes())?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).context("reading the admin API's answer")?;
+    s.read_to_end(&mut out)
+        .context("reading the admin API's answer")?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -265,7 +266,10 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     // SAFETY: nothing else runs yet (no thread has been started).
     let mut takeover = match unsafe { portier::mgmt::upgrade::Takeover::from_env() } {
         Some(Ok(t)) => {
-            eprintln!("portier: binary upgrade: taking over from pid {}", t.old_pid);
+            eprintln!(
+                "portier: binary upgrade: taking over from pid {}",
+                t.old_pid
+            );
             Some(t)
         }
         Some(Err(e)) => return Err(e.context("taking over from the old process")),
@@ -336,9 +340,7 @@ fn serve(
     // An upgrade takes the running program over instead of loading one.
     let mut xdp = match takeover.as_mut() {
         Some(t) => match t.xdp.take() {
-            Some(passed) => {
-                bpf::XdpRuntime::adopt(&config.xdp, passed, &mut |i| t.take_fd(i))?
-            }
+            Some(passed) => bpf::XdpRuntime::adopt(&config.xdp, passed, &mut |i| t.take_fd(i))?,
             None => bpf::start(&config.xdp)?,
         },
         None => bpf::start(&config.xdp)?,
@@ -421,35 +423,35 @@ fn serve(
                 .with_context(|| format!("settling as {name}"))?;
             eprintln!("portier: running as {name} (uid {})", user.uid);
         } else {
-        let mut mine: Vec<&std::path::Path> = vec![&config.tls.cert_dir];
-        if let Some(a) = &config.acme {
-            portier::fsutil::private_dir(&a.state_dir)?;
-            mine.push(&a.state_dir);
-        }
-        if let Some(r) = &config.region {
-            mine.push(&r.cache_dir);
-        }
-        // The access log file itself (its directory must let the user
-        // create the next one when SIGUSR1 reopens it after a rotation).
-        let log_file = match config.log.target() {
-            Some(portier::accesslog::Target::File(path)) => Some(path),
-            _ => None,
-        };
-        if let Some(f) = &log_file {
-            mine.push(f);
-        }
-        portier::mgmt::privileges::give(&user, &mine)?;
-        portier::mgmt::privileges::drop_to(&user, &keep)
-            .with_context(|| format!("dropping privileges to {name}"))?;
-        eprintln!(
-            "portier: running as {name} (uid {}), capabilities kept: {}",
-            user.uid,
-            if xdp.is_some() {
-                "net_bind_service, net_admin, bpf"
-            } else {
-                "net_bind_service"
+            let mut mine: Vec<&std::path::Path> = vec![&config.tls.cert_dir];
+            if let Some(a) = &config.acme {
+                portier::fsutil::private_dir(&a.state_dir)?;
+                mine.push(&a.state_dir);
             }
-        );
+            if let Some(r) = &config.region {
+                mine.push(&r.cache_dir);
+            }
+            // The access log file itself (its directory must let the user
+            // create the next one when SIGUSR1 reopens it after a rotation).
+            let log_file = match config.log.target() {
+                Some(portier::accesslog::Target::File(path)) => Some(path),
+                _ => None,
+            };
+            if let Some(f) = &log_file {
+                mine.push(f);
+            }
+            portier::mgmt::privileges::give(&user, &mine)?;
+            portier::mgmt::privileges::drop_to(&user, &keep)
+                .with_context(|| format!("dropping privileges to {name}"))?;
+            eprintln!(
+                "portier: running as {name} (uid {}), capabilities kept: {}",
+                user.uid,
+                if xdp.is_some() {
+                    "net_bind_service, net_admin, bpf"
+                } else {
+                    "net_bind_service"
+                }
+            );
         }
     }
     let no_listeners = portier::reactor::Inherited::default();
@@ -681,9 +683,19 @@ fn serve(
         // The runtime keeps running while the reactors drain (admin
         // answers in flight, the certificate watcher after an upgrade).
         if let Some(r) = reactors.take() {
-            let control = control.clone();
-            let _ = tokio::task::spawn_blocking(move || portier::reactor::shutdown(&control, r))
-                .await;
+            let c = control.clone();
+            let mut join = tokio::task::spawn_blocking(move || portier::reactor::shutdown(&c, r));
+            loop {
+                tokio::select! {
+                    _ = &mut join => break,
+                    // After an upgrade the drain may be long: a stop cuts it.
+                    _ = term.recv() => {
+                        tracing::info!("SIGTERM while draining: closing what is left");
+                        control.cut_drain();
+                    }
+                    _ = int.recv() => control.cut_drain(),
+                }
+            }
         }
         anyhow::Ok(())
     })?;

@@ -198,9 +198,14 @@ bogons = ["0.0.0.0/8"]
     chown(&config, uid, gid);
 
     let mut pids = Pids::default();
-    let backend = Command::new("ip")
+    let mut backend = Command::new("ip")
         .args(["netns", "exec", &ns.0, support::proc::demo_backend_bin()])
-        .args(["--listen", &format!("127.0.0.1:{backend_port}"), "--name", "b1"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{backend_port}"),
+            "--name",
+            "b1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -284,13 +289,20 @@ bogons = ["0.0.0.0/8"]
         pids.0.push(new);
         last_upgrade = SystemTime::now();
         assert!(alive(new), "round {round}: {new} is not running");
-        assert_eq!(xdp_prog_id(&ns.0), Some(prog_id), "round {round}: XDP replaced");
+        assert_eq!(
+            xdp_prog_id(&ns.0),
+            Some(prog_id),
+            "round {round}: XDP replaced"
+        );
         assert_eq!(
             listener_inodes(&ns.0, &ports),
             inodes,
             "round {round}: a listening socket changed"
         );
-        assert_eq!(status_field(new, "Uid:").split_whitespace().next(), Some(uid.to_string().as_str()));
+        assert_eq!(
+            status_field(new, "Uid:").split_whitespace().next(),
+            Some(uid.to_string().as_str())
+        );
         let cap_eff = u64::from_str_radix(&status_field(new, "CapEff:"), 16).expect("CapEff");
         assert_eq!(cap_eff, KEPT, "round {round}: capabilities {cap_eff:x}");
         let cap_amb = u64::from_str_radix(&status_field(new, "CapAmb:"), 16).expect("CapAmb");
@@ -301,7 +313,17 @@ bogons = ["0.0.0.0/8"]
 
     // The last process still writes the maps it took over (CAP_BPF kept).
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .args(["-d", r#"{"cidr":"192.0.2.0/24"}"#])
         .arg("http://127.0.0.1:9090/xdp/blocklist")
@@ -337,14 +359,22 @@ bogons = ["0.0.0.0/8"]
     assert_eq!(n("ws_opened"), 3, "{counts}");
     // The old processes told clients to go: HTTP/1.1 by `Connection:
     // close`, HTTP/2 by GOAWAY; the clients reconnected to the new ones.
-    assert!(n("h1_told_to_close") >= 20 && n("h2_goaways") >= 20, "{counts}");
+    assert!(
+        n("h1_told_to_close") >= 20 && n("h2_goaways") >= 20,
+        "{counts}"
+    );
     let after = last_upgrade
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
     for ws in 0..3 {
-        let t = report["ws_last_echo"][ws.to_string()].as_f64().unwrap_or(0.0);
-        assert!(t > after, "WebSocket {ws} did not echo after the last upgrade");
+        let t = report["ws_last_echo"][ws.to_string()]
+            .as_f64()
+            .unwrap_or(0.0);
+        assert!(
+            t > after,
+            "WebSocket {ws} did not echo after the last upgrade"
+        );
     }
 
     // Every old process exits once its connections are gone.
@@ -367,8 +397,14 @@ bogons = ["0.0.0.0/8"]
         assert!(Instant::now() < deadline, "the last process did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(xdp_prog_id(&ns.0), None, "XDP still attached after the stop");
+    assert_eq!(
+        xdp_prog_id(&ns.0),
+        None,
+        "XDP still attached after the stop"
+    );
     let _ = first.child.try_wait();
+    let _ = backend.kill();
+    let _ = backend.wait();
 }
 
 #[test]
@@ -398,7 +434,10 @@ sticky_sessions = true
         b1 = b1.addr,
         b2 = b2.addr,
     );
-    let server_extra = format!("pid_file = \"{}\"\nupgrade_timeout_ms = 10000", pid_file.display());
+    let server_extra = format!(
+        "pid_file = \"{}\"\nupgrade_timeout_ms = 10000",
+        pid_file.display()
+    );
     let proxy = Proxy::start(&server_extra, &rest);
     let old = proxy.portier.child.id() as i32;
     let mut pids = Pids::default();
@@ -415,7 +454,10 @@ sticky_sessions = true
         if head.contains("X-Backend: b1") || head.contains("x-backend: b1") {
             cookie = head
                 .lines()
-                .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+                .find_map(|l| {
+                    l.strip_prefix("set-cookie: ")
+                        .or_else(|| l.strip_prefix("Set-Cookie: "))
+                })
                 .and_then(|c| c.split(';').next())
                 .map(str::to_string);
         }
@@ -467,32 +509,70 @@ sticky_sessions = true
     let r = support::proc::get(proxy.addr, "a.test", "/");
     assert_eq!(r.status, 200);
 
-    // A good one takes everything over.
+    // A good one takes everything over. A WebSocket open on the old
+    // process keeps it (draining) until a stop cuts the drain short.
     std::fs::write(proxy_config(&proxy), &config).expect("repair");
+    let mut ws = support::proc::Conn::open(proxy.addr);
+    ws.send(
+        b"GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let head = ws.read_until(b"\r\n\r\n");
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     let (code, v) = admin_call(admin_port, TOKEN, "POST", "/upgrade", None);
     assert_eq!(code, 200, "{v}");
     let new = v["new_pid"].as_i64().expect("new pid") as i32;
     pids.0.push(new);
     assert_ne!(new, old);
     assert_eq!(read_pid(&pid_file), Some(new));
-    let deadline = Instant::now() + Duration::from_secs(15);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(alive(old), "the old process left before its WebSocket did");
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(old, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
     while alive(old) {
-        assert!(Instant::now() < deadline, "the old process did not exit");
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not cut the drain short"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(ws.is_closed(), "the tunnel outlived its process");
     // Served by the new process now (the old one is gone).
     let after = states(admin_port);
-    assert!(after.contains(&(dead.clone(), "quarantined".into())), "{after:?}");
-    assert!(after.contains(&(b2.addr.to_string(), "draining".into())), "{after:?}");
+    assert!(
+        after.contains(&(dead.clone(), "quarantined".into())),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&(b2.addr.to_string(), "draining".into())),
+        "{after:?}"
+    );
     for _ in 0..4 {
         let out = Command::new("curl")
-            .args(["-s", "-D", "-", "-o", "/dev/null", "-H", "Host: a.test", "-H"])
+            .args([
+                "-s",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Host: a.test",
+                "-H",
+            ])
             .arg(format!("Cookie: {cookie}"))
             .arg(format!("http://{}/", proxy.addr))
             .output()
             .expect("curl");
         let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
-        assert!(head.contains("x-backend: b1"), "the cookie no longer binds: {head}");
+        assert!(
+            head.contains("x-backend: b1"),
+            "the cookie no longer binds: {head}"
+        );
     }
     // SAFETY: signalling the process the upgrade started.
     unsafe { libc::kill(new, libc::SIGTERM) };

@@ -124,7 +124,8 @@ impl Admin {
                 .push((l.local_addr()?, l.as_fd().try_clone_to_owned()?));
         }
         if let Some((path, l)) = &self.unix {
-            out.unix.push((path.clone(), l.as_fd().try_clone_to_owned()?));
+            out.unix
+                .push((path.clone(), l.as_fd().try_clone_to_owned()?));
         }
         Ok(out)
     }

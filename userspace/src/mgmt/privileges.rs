@@ -206,13 +206,23 @@ pub fn raise_ambient(caps: &[u32]) -> std::io::Result<()> {
     let mut data = [CapData::default(); 2];
     // SAFETY: header and data are valid for capget/capset (version 3: two words).
     unsafe {
-        if libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) != 0 {
+        if libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         for &c in caps {
             data[(c / 32) as usize].inheritable |= 1 << (c % 32);
         }
-        if libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) != 0 {
+        if libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         for &c in caps {
@@ -253,8 +263,11 @@ pub fn settle(keep: &[u32]) -> anyhow::Result<()> {
         };
         let data = mask(keep);
         check(
-            libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr())
-                as libc::c_int,
+            libc::syscall(
+                libc::SYS_capset,
+                &mut header as *mut CapHeader,
+                data.as_ptr(),
+            ) as libc::c_int,
             "capset",
         )?;
     }

@@ -66,7 +66,7 @@ pub struct Reactor {
     rng: u64,
     /// Set when shutdown began: no new connections, idle ones closed, busy
     /// ones closed after their response, HTTP/2 told GOAWAY.
-    drain_deadline: Option<Instant>,
+    drain_started: Option<Instant>,
 }
 
 /// Seed for the request-id generator.
@@ -115,12 +115,12 @@ impl Reactor {
             scratch: vec![0u8; READ_CHUNK * 4].into_boxed_slice(),
             drain_reads: true,
             rng: seed(),
-            drain_deadline: None,
+            drain_started: None,
         })
     }
 
     pub(super) fn is_draining(&self) -> bool {
-        self.drain_deadline.is_some()
+        self.drain_started.is_some()
     }
 
     pub fn run(&mut self) -> io::Result<()> {
@@ -159,15 +159,17 @@ impl Reactor {
             self.fire_timers();
             self.drive_ready();
             if self.control.is_shutting_down() {
-                let deadline = match self.drain_deadline {
-                    Some(d) => d,
+                let started = match self.drain_started {
+                    Some(t) => t,
                     None => {
-                        let d = self.now + self.control.drain_limit().unwrap_or(DRAIN_GRACE);
-                        self.drain_deadline = Some(d);
+                        self.drain_started = Some(self.now);
                         self.begin_drain();
-                        d
+                        self.now
                     }
                 };
+                // Read each turn: a SIGTERM during an upgrade's long drain
+                // shortens it.
+                let deadline = started + self.control.drain_limit().unwrap_or(DRAIN_GRACE);
                 let clients_left = self.conns.iter().any(|(_, c)| matches!(c, Conn::Client(_)));
                 if !clients_left || self.now >= deadline {
                     return Ok(());

@@ -148,8 +148,7 @@ impl Reactor {
         h.conn.poll_output(&mut c.wbuf);
         // Draining: the final GOAWAY (sent when the PING came back) and no
         // stream left ends the connection.
-        if h.conn.is_closed() || (draining && h.streams.is_empty() && h.conn.goaway_is_final())
-        {
+        if h.conn.is_closed() || (draining && h.streams.is_empty() && h.conn.goaway_is_final()) {
             c.closing = true;
         }
         self.client_flush(token);

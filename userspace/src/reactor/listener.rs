@@ -65,7 +65,10 @@ impl Inherited {
 
     /// Passed addresses the configuration no longer has (closed here; the
     /// old process closes its copies).
-    pub fn unused<'a>(&self, configured: impl Iterator<Item = (SocketAddr, bool)> + 'a) -> Vec<SocketAddr> {
+    pub fn unused<'a>(
+        &self,
+        configured: impl Iterator<Item = (SocketAddr, bool)> + 'a,
+    ) -> Vec<SocketAddr> {
         let configured: std::collections::HashSet<_> = configured.collect();
         self.groups
             .keys()

@@ -539,7 +539,10 @@ mod tests {
     #[test]
     fn health_is_carried_to_another_clock() {
         let a = Balancer::new(
-            &["10.0.0.1:80".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr")],
+            &[
+                "10.0.0.1:80".parse().expect("addr"),
+                "10.0.0.2:80".parse().expect("addr"),
+            ],
             0,
             0,
             backoff(1000, 60_000),
@@ -551,7 +554,10 @@ mod tests {
         assert!(carried[1].1.draining && carried[1].1.probe_in_ms.is_none());
         // The new process' clock reads 100 at the handoff.
         let b = Balancer::new(
-            &["10.0.0.1:80".parse().expect("addr"), "10.0.0.2:80".parse().expect("addr")],
+            &[
+                "10.0.0.1:80".parse().expect("addr"),
+                "10.0.0.2:80".parse().expect("addr"),
+            ],
             0,
             0,
             backoff(1000, 60_000),

@@ -246,9 +246,7 @@ impl Service {
             if !held {
                 dirty |= self.launch(&mut tasks).await;
             }
-            if !held
-                && (dirty || (results_unsaved && saved.elapsed() >= Duration::from_secs(1)))
-            {
+            if !held && (dirty || (results_unsaved && saved.elapsed() >= Duration::from_secs(1))) {
                 self.persist();
                 results_unsaved = false;
                 saved = std::time::Instant::now();

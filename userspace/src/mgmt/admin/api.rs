@@ -90,9 +90,11 @@ impl Route {
             | Route::Region
             | Route::Metrics
             | Route::XdpStats => &["GET"],
-            Route::Domains(_) | Route::Backends(_) | Route::Drain(..) | Route::Reload | Route::Upgrade => {
-                &["POST"]
-            }
+            Route::Domains(_)
+            | Route::Backends(_)
+            | Route::Drain(..)
+            | Route::Reload
+            | Route::Upgrade => &["POST"],
             Route::Domain(..) | Route::Backend(..) | Route::XdpBlocked(_) => &["DELETE"],
             Route::Settings(_) => &["PATCH"],
             Route::Certificate(_) => &["PUT"],

@@ -170,7 +170,8 @@ mod tests {
         // The passed copy still listens on the same socket.
         let passed = std::net::TcpListener::from(fds.into_iter().next().expect("fd"));
         assert_eq!(passed.local_addr().expect("addr"), addr);
-        let _client = std::net::TcpStream::connect(addr).expect("connect through the passed socket");
+        let _client =
+            std::net::TcpStream::connect(addr).expect("connect through the passed socket");
         passed.accept().expect("accept");
     }
 

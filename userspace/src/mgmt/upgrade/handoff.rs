@@ -128,7 +128,11 @@ mod tests {
                 let mut seen: Vec<usize> = a.iter().flatten().copied().collect();
                 seen.sort();
                 seen.dedup();
-                assert_eq!(seen, (0..sockets).collect::<Vec<_>>(), "{sockets}/{threads}");
+                assert_eq!(
+                    seen,
+                    (0..sockets).collect::<Vec<_>>(),
+                    "{sockets}/{threads}"
+                );
                 assert!(a.iter().all(|l| !l.is_empty()));
             }
         }

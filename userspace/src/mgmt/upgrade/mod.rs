@@ -178,7 +178,9 @@ impl Upgrader {
     ) -> Result<(u32, Option<u32>), String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
         let mut command = std::process::Command::new(&self.binary);
-        command.args(&self.args).env(ENV_FD, theirs.as_raw_fd().to_string());
+        command
+            .args(&self.args)
+            .env(ENV_FD, theirs.as_raw_fd().to_string());
         match &self.notify_socket {
             Some(v) => command.env("NOTIFY_SOCKET", v),
             None => command.env_remove("NOTIFY_SOCKET"),
@@ -219,7 +221,10 @@ impl Upgrader {
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         match result {
-            Ok(Reply::Ready { pid: ready, xdp_program_id }) if ready == pid => {
+            Ok(Reply::Ready {
+                pid: ready,
+                xdp_program_id,
+            }) if ready == pid => {
                 // Never waited for: it outlives us (reparented on our exit).
                 std::mem::forget(child);
                 Ok((pid, xdp_program_id))
