@@ -504,8 +504,6 @@ struct LinkInfo {
 }
 
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-const BPF_LINK_TYPE_XDP: u32 = 6;
 
 fn link_info(fd: &OwnedFd) -> std::io::Result<LinkInfo> {
     #[repr(C)]
@@ -536,63 +534,51 @@ fn link_info(fd: &OwnedFd) -> std::io::Result<LinkInfo> {
     Ok(info)
 }
 
-/// A descriptor of our own on the XDP link of `program_id` on `ifindex`
-/// (aya keeps the one it made inside the program object). Root only.
-fn own_link(program_id: u32, ifindex: u32) -> Option<OwnedFd> {
-    let mut next = 0u32;
-    loop {
-        #[repr(C)]
-        struct Attr {
-            id: u32,
-            next_id: u32,
-            open_flags: u32,
-        }
-        let mut attr = Attr {
-            id: next,
-            next_id: 0,
-            open_flags: 0,
-        };
-        // BPF_LINK_GET_NEXT_ID = 31.
-        // SAFETY: attr outlives the call; the kernel writes next_id.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                31,
-                &mut attr as *mut Attr,
-                std::mem::size_of::<Attr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return None;
-        }
-        next = attr.next_id;
-        let get = Attr {
-            id: next,
-            next_id: 0,
-            open_flags: 0,
-        };
-        // SAFETY: as above; a returned descriptor is ours.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_LINK_GET_FD_BY_ID,
-                &get as *const Attr,
-                std::mem::size_of::<Attr>() as u32,
-            )
-        };
-        if fd < 0 {
-            continue;
-        }
-        // SAFETY: the kernel just gave us this descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        if let Ok(info) = link_info(&fd)
-            && info.kind == BPF_LINK_TYPE_XDP
-            && info.prog_id == program_id
-            && info.ifindex == ifindex
-        {
-            return Some(fd);
-        }
+/// `BPF_LINK_CREATE` for XDP on `ifindex`: the link's only descriptor is
+/// ours (closing it detaches; passing it keeps the program attached).
+/// Needs CAP_BPF and CAP_NET_ADMIN, not CAP_SYS_ADMIN.
+fn create_link(
+    prog: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+    mode: AyaMode,
+) -> std::io::Result<OwnedFd> {
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_XDP: u32 = 37;
+    const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+    const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Attr {
+        prog_fd: u32,
+        target_ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+        _rest: [u64; 6],
     }
+    let attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        target_ifindex: ifindex,
+        attach_type: BPF_XDP,
+        flags: match mode {
+            AyaMode::Skb => XDP_FLAGS_SKB_MODE,
+            _ => XDP_FLAGS_DRV_MODE,
+        },
+        ..Attr::default()
+    };
+    // SAFETY: attr outlives the call; a returned descriptor is ours.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            &attr as *const Attr,
+            std::mem::size_of::<Attr>() as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn ifindex(name: &str) -> Option<u32> {
@@ -720,7 +706,6 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         .ok_or_else(|| anyhow!("the XDP object has no program {PROGRAM_NAME}"))?
         .try_into()?;
 
-    let program_id = program.info().map(|i| i.id()).ok();
     let mut attached = Vec::new();
     let mut links = Vec::new();
     for iface in &settings.interfaces {
@@ -733,21 +718,32 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         let mut errors = Vec::new();
         let mut ok = None;
         for &(mode, name) in tries {
+            // A bpf_link of our own (its descriptor is what an upgrade
+            // passes on); aya's netlink attach only where links are missing.
+            let prog_fd = program.fd().context("the loaded program has no descriptor")?;
+            match ifindex(iface).map(|i| create_link(prog_fd.as_fd(), i, mode)) {
+                Some(Ok(fd)) => {
+                    ok = Some((name, Some(fd)));
+                    break;
+                }
+                Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => {
+                    errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+                _ => {}
+            }
             match program.attach(iface, mode) {
                 Ok(_) => {
-                    ok = Some(name);
+                    ok = Some((name, None));
                     break;
                 }
                 Err(e) => errors.push(format!("{name}: {e}")),
             }
         }
         match ok {
-            Some(mode) => {
+            Some((mode, link)) => {
                 tracing::info!(interface = %iface, mode, "XDP program attached");
                 attached.push((iface.clone(), mode));
-                let link = program_id
-                    .zip(ifindex(iface))
-                    .and_then(|(p, i)| own_link(p, i));
                 links.push((iface.clone(), link));
             }
             None if settings.mode == XdpMode::Auto => {
