@@ -56,6 +56,14 @@ pub enum BenchCmd {
         #[arg(long)]
         no_xdp: bool,
     },
+    /// System calls per request of Portier, HAProxy and nginx (strace over a
+    /// bounded wrk run) and Portier's flame graphs (HTTP/1.1, HTTPS, HTTP/2);
+    /// report and SVGs in bench/results/.
+    Profile {
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// ACME at scale: N names ordered from a local Pebble (time to first and
     /// to all valid), reactor latency under wrk during the installs and
     /// after, memory and disk per certificate; report in bench/results/.
@@ -99,6 +107,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             only,
             no_xdp,
         } => return attacks(*seconds, only, *no_xdp),
+        BenchCmd::Profile { seconds } => return profile(*seconds),
         BenchCmd::Region {
             apps,
             writes,
@@ -146,6 +155,27 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             c.args(["--note", n]);
         }
     }
+    crate::run_cmd(&mut c)
+}
+
+/// `portier-bench profile` on a fresh release build, with inferno installed.
+fn profile(seconds: f64) -> anyhow::Result<()> {
+    crate::setup::all()?;
+    setup::inferno()?;
+    crate::build(true)?;
+    let mut c = crate::cargo();
+    c.args([
+        "run",
+        "-q",
+        "-p",
+        "portier-bench",
+        "--bin",
+        "portier-bench",
+        "--",
+        "profile",
+        "--seconds",
+        &seconds.to_string(),
+    ]);
     crate::run_cmd(&mut c)
 }
 

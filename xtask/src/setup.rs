@@ -196,6 +196,31 @@ pub fn cargo_fuzz() -> anyhow::Result<()> {
 
 /// cargo-deb at [`CARGO_DEB_VERSION`], only for `xtask package` (and the
 /// package test in `xtask test`): installed when missing or another version.
+/// inferno (flame graphs for `cargo xtask bench profile`), pinned.
+const INFERNO_VERSION: &str = "0.12.8";
+
+pub fn inferno() -> anyhow::Result<()> {
+    let version = Command::new("inferno-flamegraph").arg("--version").output();
+    if let Ok(out) = version
+        && out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains(INFERNO_VERSION)
+    {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new("cargo")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO_TARGET_DIR")
+            .args([
+                "install",
+                "inferno",
+                "--version",
+                INFERNO_VERSION,
+                "--locked",
+            ]),
+    )
+}
+
 pub fn cargo_deb() -> anyhow::Result<()> {
     let version = Command::new("cargo").args(["deb", "--version"]).output();
     if let Ok(out) = version

@@ -21,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// System calls per request of every proxy (strace) and Portier's flame
+    /// graphs under HTTP/1.1, HTTPS and HTTP/2 (perf + inferno).
+    Profile {
+        /// Seconds of load per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// The portier binary (default: target/release/portier).
+        #[arg(long)]
+        portier: Option<PathBuf>,
+        /// Where the report and SVGs go (default: bench/results).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Portier vs HAProxy vs nginx (and direct-to-backend) on loopback, plus XDP vs nftables.
     Load {
         /// Short runs (under 3 minutes).
@@ -181,6 +194,27 @@ fn finish(result: anyhow::Result<(PathBuf, PathBuf)>) -> ExitCode {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Cmd::Profile {
+            seconds,
+            portier,
+            out_dir,
+        } => {
+            let out = out_dir.unwrap_or_else(results_dir);
+            match load::profile::run(
+                &portier.unwrap_or_else(load::default_portier),
+                &out,
+                seconds,
+            ) {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("portier-bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Load {
             quick,
             smoke,

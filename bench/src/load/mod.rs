@@ -20,6 +20,7 @@
 
 pub mod contestants;
 pub mod proc;
+pub mod profile;
 pub mod report;
 pub mod scenarios;
 pub mod setup;
@@ -96,7 +97,7 @@ fn describe_rev(rev: &str) -> Option<String> {
 }
 
 /// The workspace's commit, "+ uncommitted changes" when the tree is dirty.
-pub(crate) fn current_rev() -> String {
+pub fn current_rev() -> String {
     let Some(head) = describe_rev("HEAD") else {
         return "unknown (not a git checkout)".into();
     };

@@ -400,7 +400,7 @@ fn latency(cs: &mut [Contestant], dir: &Path, s: &Settings, peak: &Figure) -> Ve
 }
 
 /// One `GET path` over `stream`: status and body length.
-pub fn get(stream: &mut TcpStream, path: &str) -> Result<(u16, usize), String> {
+pub fn get(stream: &mut (impl Read + Write), path: &str) -> Result<(u16, usize), String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     stream
         .write_all(req.as_bytes())
@@ -408,7 +408,7 @@ pub fn get(stream: &mut TcpStream, path: &str) -> Result<(u16, usize), String> {
     read_response(stream)
 }
 
-fn read_response(stream: &mut TcpStream) -> Result<(u16, usize), String> {
+fn read_response(stream: &mut impl Read) -> Result<(u16, usize), String> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_end = loop {
@@ -450,8 +450,8 @@ fn read_response(stream: &mut TcpStream) -> Result<(u16, usize), String> {
 /// the proxy's worker processes after minus before, per connection. A
 /// request that fails (connect, I/O, status other than 200) ends the test:
 /// one failed request.
-fn idle_memory(c: &Contestant, n: usize) -> (Result<f64, String>, Option<Failed>) {
-    match idle_memory_run(c, n) {
+fn idle_memory(c: &Contestant, n: usize, tls: bool) -> (Result<f64, String>, Option<Failed>) {
+    match idle_memory_run(c, n, tls) {
         Ok(v) => (Ok(v), Some(Failed::none())),
         Err(IdleError::Request(cause, why)) => (Err(why), Some(Failed::of(cause, 1))),
         Err(IdleError::Other(why)) => (Err(why), None),
@@ -465,10 +465,23 @@ enum IdleError {
     Other(String),
 }
 
-fn idle_memory_run(c: &Contestant, n: usize) -> Result<f64, IdleError> {
+/// An idle connection the test keeps open (plain or TLS).
+enum Idle {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+fn idle_memory_run(c: &Contestant, n: usize, tls: bool) -> Result<f64, IdleError> {
     if c.kind == Kind::Direct {
         return Err(IdleError::Other("no proxy".into()));
     }
+    let addr = if tls {
+        c.https
+            .ok_or_else(|| IdleError::Other(c.no_tls.clone().unwrap_or("no TLS".into())))?
+    } else {
+        c.http
+    };
+    let client = tls_client();
     let pids = c.worker_pids();
     let rss = |pids: &[u32]| -> Result<u64, String> {
         pids.iter()
@@ -479,13 +492,24 @@ fn idle_memory_run(c: &Contestant, n: usize) -> Result<f64, IdleError> {
     let before = rss(&pids).map_err(IdleError::Other)?;
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = TcpStream::connect_timeout(&c.http, Duration::from_secs(5))
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| IdleError::Request("connect", format!("connect #{i}: {e}")))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        match get(&mut s, "/64")
-            .map_err(|e| IdleError::Request("socket", format!("request #{i}: {e}")))?
-        {
-            (200, _) => conns.push(s),
+        let mut conn = if tls {
+            let name = rustls::pki_types::ServerName::try_from(HOST)
+                .map_err(|e| IdleError::Other(e.to_string()))?;
+            let session = rustls::ClientConnection::new(client.clone(), name)
+                .map_err(|e| IdleError::Other(e.to_string()))?;
+            Idle::Tls(Box::new(rustls::StreamOwned::new(session, s)))
+        } else {
+            Idle::Plain(s)
+        };
+        let answer = match &mut conn {
+            Idle::Plain(s) => get(s, "/64"),
+            Idle::Tls(s) => get(s.as_mut(), "/64"),
+        };
+        match answer.map_err(|e| IdleError::Request("socket", format!("request #{i}: {e}")))? {
+            (200, _) => conns.push(conn),
             (st, _) => {
                 return Err(IdleError::Request(
                     "non-200",
@@ -499,6 +523,65 @@ fn idle_memory_run(c: &Contestant, n: usize) -> Result<f64, IdleError> {
     drop(conns);
     std::thread::sleep(Duration::from_millis(300));
     Ok((after as f64 - before as f64) / n as f64)
+}
+
+/// A TLS client for the idle-TLS figure: HTTP/1.1 by ALPN, resumption
+/// off (every connection a full handshake), the contestants' self-signed
+/// certificate accepted (a benchmark on loopback, nothing to protect).
+fn tls_client() -> std::sync::Arc<rustls::ClientConfig> {
+    #[derive(Debug)]
+    struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls::pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.resumption = rustls::client::Resumption::disabled();
+    std::sync::Arc::new(cfg)
 }
 
 /// Until a fresh instance answers 200 (Portier answers 503 until its first
@@ -525,18 +608,27 @@ fn warm_up(c: &Contestant) -> Result<(), String> {
 /// Each measurement on a freshly started instance of the contestant (warmed
 /// by one request), so memory kept from earlier loads or rounds is not
 /// reused and hidden.
-fn memory(cs: &mut [Contestant], s: &Settings, env: &Env) -> Figure {
+fn memory(cs: &mut [Contestant], s: &Settings, env: &Env, tls: bool) -> Figure {
+    let (id, what, how) = if tls {
+        (
+            "idle_tls_conn_rss",
+            "idle TLS keep-alive connection",
+            "TLS 1.3 (full handshake), ",
+        )
+    } else {
+        ("idle_conn_rss", "idle keep-alive connection", "")
+    };
     let mut f = Figure::new(
-        "idle_conn_rss",
+        id,
         format!(
-            "RSS per idle keep-alive connection (N={}, worker processes, after − before)",
+            "RSS per {what} (N={}, worker processes, after − before)",
             s.idle_conns
         ),
         Unit::Bytes,
         goal("nginx", 0.5, false),
     )
     .with_load(format!(
-        "{} idle keep-alive connections, one request each (harness client)",
+        "{} idle {how}keep-alive connections, one request each (harness client)",
         s.idle_conns
     ));
     rounds(cs, s.runs, |round, c| {
@@ -547,12 +639,12 @@ fn memory(cs: &mut [Contestant], s: &Settings, env: &Env) -> Figure {
                 Err(e) => (Err(e), None),
                 Ok(fresh) => match warm_up(&fresh) {
                     Err(e) => (Err(e), None),
-                    Ok(()) => idle_memory(&fresh, s.idle_conns),
+                    Ok(()) => idle_memory(&fresh, s.idle_conns, tls),
                 },
             }
         };
         eprintln!(
-            "  idle_conn_rss round {round} {}: {r:?}{}",
+            "  {id} round {round} {}: {r:?}{}",
             c.id(),
             failed_text(failed.as_ref())
         );
@@ -577,7 +669,8 @@ pub fn run_all(cs: &mut [Contestant], env: &Env, s: &Settings) -> Vec<Figure> {
     let peak = figs[0].clone();
     figs.extend(latency(cs, dir, s, &peak));
     eprintln!("portier-bench: memory per idle connection");
-    figs.push(memory(cs, s, env));
+    figs.push(memory(cs, s, env, false));
+    figs.push(memory(cs, s, env, true));
     figs
 }
 

@@ -21,6 +21,9 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("util-linux", "taskset"),
     ("iproute2", "ip"),
+    // `portier-bench profile`: syscall counts and flame graphs.
+    ("strace", "strace"),
+    ("linux-perf", "perf"),
 ];
 
 pub fn installed(pkg: &str) -> bool {
