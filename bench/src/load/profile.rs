@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::contestants::{Contestant, Env, Kind};
+use super::contestants::{Contestant, Env, HOST, Kind};
 use super::tools::{Wrk, h2load, wrk};
 
 /// One proxy's system calls over a run: per syscall name, calls.
@@ -59,6 +59,7 @@ pub fn parse_strace_summary(text: &str) -> BTreeMap<String, u64> {
 /// Count the system calls of `c`'s workers while wrk runs `seconds` of
 /// keep-alive load on `url` (50 connections).
 fn count_calls(c: &Contestant, dir: &Path, url: &str, seconds: f64) -> anyhow::Result<Calls> {
+    let host = format!("Host: {HOST}");
     let pids = c.worker_pids();
     if pids.is_empty() {
         bail!("no proxy process");
@@ -82,7 +83,7 @@ fn count_calls(c: &Contestant, dir: &Path, url: &str, seconds: f64) -> anyhow::R
             url,
             connections: 50,
             seconds,
-            headers: &[],
+            headers: &[&host],
             delay_ms: 0,
         },
     );
@@ -91,6 +92,13 @@ fn count_calls(c: &Contestant, dir: &Path, url: &str, seconds: f64) -> anyhow::R
     unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
     let _ = strace.wait();
     let run = run?;
+    if run.failed.total() > 0 {
+        bail!(
+            "{} requests failed: {}",
+            run.failed.total(),
+            run.failed.describe()
+        );
+    }
     let text = std::fs::read_to_string(&out).context("reading strace's summary")?;
     Ok(Calls {
         requests: run.requests,
@@ -237,6 +245,7 @@ pub fn flame_graphs(
     let fresh = portier.restart(env)?;
     let pid = *fresh.worker_pids().first().context("no portier process")?;
     let dir = env.path();
+    let host = format!("Host: {HOST}");
     let mut written = Vec::new();
     let h1 = out_dir.join(format!("{stem}-flame-h1.svg"));
     let url = format!("http://{}/64", fresh.http);
@@ -247,7 +256,7 @@ pub fn flame_graphs(
                 url: &url,
                 connections: 50,
                 seconds,
-                headers: &[],
+                headers: &[&host],
                 delay_ms: 0,
             },
         );
@@ -263,7 +272,7 @@ pub fn flame_graphs(
                     url: &url,
                     connections: 50,
                     seconds,
-                    headers: &[],
+                    headers: &[&host],
                     delay_ms: 0,
                 },
             );
