@@ -93,6 +93,9 @@ pub struct Client {
     pub read_paused: bool,
     /// Close once everything queued is sent.
     pub closing: bool,
+    /// Queued in the reactor's end-of-turn flush list (HTTP/2: the frames
+    /// of every stream that moved this turn go out in one write).
+    pub flush_queued: bool,
     /// The wheel entry (see `timers::Wheel`).
     pub scheduled: Option<Instant>,
 }

@@ -53,6 +53,9 @@ pub struct Reactor {
     pub(super) ready: VecDeque<Token>,
     /// Queue grants for this reactor, handled after the current event.
     pub(super) grants: Vec<Grant>,
+    /// Client connections whose output is written at the end of the turn
+    /// (see `Client::flush_queued`).
+    pub(super) flush_later: Vec<Token>,
     pub(super) now: Instant,
     pub(super) wall: SystemTime,
     pub(super) snapshot: Arc<Snapshot>,
@@ -109,6 +112,7 @@ impl Reactor {
             pool: Pool::default(),
             ready: VecDeque::new(),
             grants: Vec::new(),
+            flush_later: Vec::new(),
             now: Instant::now(),
             wall: SystemTime::now(),
             snapshot,
@@ -158,6 +162,12 @@ impl Reactor {
             self.run_commands();
             self.fire_timers();
             self.drive_ready();
+            // Deferred writes; a drained buffer may resume backends, whose
+            // reads may queue more.
+            while !self.flush_later.is_empty() {
+                self.flush_deferred();
+                self.drive_ready();
+            }
             if self.control.is_shutting_down() {
                 let started = match self.drain_started {
                     Some(t) => t,
@@ -277,6 +287,22 @@ impl Reactor {
         self.take_grants();
     }
 
+    /// Write out the client connections queued this turn.
+    fn flush_deferred(&mut self) {
+        let queued = std::mem::take(&mut self.flush_later);
+        for token in &queued {
+            if let Some(Conn::Client(c)) = self.conns.get_mut(token.0) {
+                c.flush_queued = false;
+            }
+            self.client_flush(*token);
+        }
+        // Keep the allocation for the next turn.
+        if self.flush_later.is_empty() {
+            self.flush_later = queued;
+            self.flush_later.clear();
+        }
+    }
+
     pub(super) fn drive_ready(&mut self) {
         loop {
             while let Some(token) = self.ready.pop_front() {
@@ -358,6 +384,7 @@ impl Reactor {
                         eof: false,
                         read_paused: false,
                         closing: false,
+                        flush_queued: false,
                         scheduled: None,
                     }));
                     self.schedule_conn(token);

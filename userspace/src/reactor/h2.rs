@@ -151,7 +151,12 @@ impl Reactor {
         if h.conn.is_closed() || (draining && h.streams.is_empty() && h.conn.goaway_is_final()) {
             c.closing = true;
         }
-        self.client_flush(token);
+        // Written at the end of the turn: every stream that moved by then
+        // goes out in one TLS write instead of one per frame batch.
+        if !c.flush_queued {
+            c.flush_queued = true;
+            self.flush_later.push(token);
+        }
         // The machine may have armed its timer (a new stream).
         self.schedule_conn(token);
     }
