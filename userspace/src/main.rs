@@ -664,6 +664,10 @@ fn serve(
             if let Some(x) = m.xdp.take() {
                 x.hand_over();
             }
+            // The new process registers the node and follows etcd now.
+            if let Some(r) = &m.region {
+                r.stop();
+            }
             drop(m);
             control.begin_handover(std::time::Duration::from_millis(
                 config.server.upgrade_drain_ms.max(1),

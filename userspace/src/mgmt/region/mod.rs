@@ -106,6 +106,8 @@ struct Inner {
     endpoint: std::sync::atomic::AtomicUsize,
     state: Mutex<RegionState>,
     status: Mutex<Status>,
+    /// The sync task (`start`), until `stop`.
+    sync: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Why a write did not happen.
@@ -150,6 +152,7 @@ impl Region {
                     node: node.clone(),
                     ..Status::default()
                 }),
+                sync: Mutex::new(None),
                 node,
             }),
         };
@@ -178,6 +181,7 @@ impl Region {
                 endpoint: std::sync::atomic::AtomicUsize::new(0),
                 state: Mutex::new(RegionState::default()),
                 status: Mutex::new(Status::default()),
+                sync: Mutex::new(None),
                 node: settings.node_name(),
             }),
         }
@@ -214,7 +218,16 @@ impl Region {
 
     /// Connect, read, watch, register: runs until the process ends.
     pub fn start(&self, sink: Sink) {
-        tokio::spawn(sync::run(self.clone(), sink));
+        let task = tokio::spawn(sync::run(self.clone(), sink));
+        *lock(&self.inner.sync) = Some(task);
+    }
+
+    /// Stop reading, watching and registering (a binary upgrade handed the
+    /// node to the new process, which registers it under its own lease).
+    pub fn stop(&self) {
+        if let Some(task) = lock(&self.inner.sync).take() {
+            task.abort();
+        }
     }
 
     fn cache_file(&self) -> PathBuf {
