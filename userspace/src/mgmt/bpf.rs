@@ -720,7 +720,9 @@ pub fn start(settings: &XdpSettings) -> anyhow::Result<Option<XdpRuntime>> {
         for &(mode, name) in tries {
             // A bpf_link of our own (its descriptor is what an upgrade
             // passes on); aya's netlink attach only where links are missing.
-            let prog_fd = program.fd().context("the loaded program has no descriptor")?;
+            let prog_fd = program
+                .fd()
+                .context("the loaded program has no descriptor")?;
             match ifindex(iface).map(|i| create_link(prog_fd.as_fd(), i, mode)) {
                 Some(Ok(fd)) => {
                     ok = Some((name, Some(fd)));
