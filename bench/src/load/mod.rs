@@ -359,6 +359,13 @@ fn xdp_sections(dir: &Path, opts: &Options, plan: &xdp::Plan) -> (Vec<Section>, 
 /// `portier-bench xdp`: only the XDP sections, report `<date>-xdp`.
 pub fn run_xdp(opts: &Options, plan: &xdp::Plan) -> anyhow::Result<(PathBuf, PathBuf)> {
     let started = Instant::now();
+    // Other work on the machine skews every figure: say how busy it was.
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     setup::ensure(setup::XDP_PACKAGES)?;
     let tmp = proc::TempDir::new("xdp")?;
     let (sections, mut notes) = xdp_sections(tmp.path(), opts, plan);
@@ -394,6 +401,7 @@ pub fn run_xdp(opts: &Options, plan: &xdp::Plan) -> anyhow::Result<(PathBuf, Pat
             "portier binary".to_string(),
             opts.portier.display().to_string(),
         ),
+        ("load average at start".to_string(), loadavg),
     ];
     if let Some(b) = &opts.baseline {
         context.push((
