@@ -14,6 +14,10 @@
 //! current one. `<target>` is `CARGO_TARGET_DIR`, else `target/`. Only the
 //! proxy comes from REV: the backend, the load tools and the harness are the
 //! current ones.
+//!
+//! `cargo xtask bench xdp [--seconds N] [--runs N]`: the XDP flood
+//! sections alone (`portier-bench xdp`, code in `bench/src/load/xdp.rs`),
+//! on a fresh release build; needs root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +44,18 @@ pub enum BenchCmd {
         /// below 0.97×.
         #[arg(long, value_name = "GIT_REV")]
         baseline: Option<String>,
+    },
+    /// XDP flood alone: drops/s by portier's XDP program vs an nftables rule
+    /// vs a bare XDP_DROP program (live-frame generator over a veth between
+    /// namespaces), a legitimate client's connects during it, the program's
+    /// ns per frame fixture; report in bench/results/<date>-xdp.md. Needs root.
+    Xdp {
+        /// Seconds of flood per side and round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds (sides interleaved).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Attacks vs a legitimate client: slowloris (5,000 sockets), HTTP/2 rapid
     /// reset, MadeYouReset, CONTINUATION flood, HPACK bomb, SETTINGS and PING
@@ -115,6 +131,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         } => {
             return crate::bench_region::run(*apps, *writes, *change_rate);
         }
+        BenchCmd::Xdp { seconds, runs } => return xdp(*seconds, *runs),
         BenchCmd::Acme {
             names,
             quick,
@@ -177,6 +194,28 @@ fn profile(seconds: f64) -> anyhow::Result<()> {
         &seconds.to_string(),
     ]);
     crate::run_cmd(&mut c)
+}
+
+/// `portier-bench xdp` on a fresh release build (report in bench/results/).
+fn xdp(seconds: f64, runs: usize) -> anyhow::Result<()> {
+    crate::setup::all()?;
+    crate::build(true)?;
+    let mut c = crate::cargo();
+    c.args([
+        "run",
+        "-q",
+        "-p",
+        "portier-bench",
+        "--bin",
+        "portier-bench",
+        "--",
+        "xdp",
+        "--seconds",
+        &seconds.to_string(),
+        "--runs",
+        &runs.to_string(),
+    ]);
+    run_cmd(&mut c)
 }
 
 /// `portier-bench attacks` on a fresh release build (report in bench/results/).

@@ -1,5 +1,7 @@
 //! `portier-bench load [--quick|--smoke]`: the comparative load harness
 //! (run by `cargo xtask bench load`), see `portier_bench::load`;
+//! `portier-bench xdp`: its XDP flood sections alone (run by `cargo xtask
+//! bench xdp`), see `portier_bench::load::xdp`;
 //! `portier-bench acme …`: ACME at scale against a running Pebble (run by
 //! `cargo xtask bench acme`, which starts it), see `portier_bench::acme`;
 //! `portier-bench region …`: a 10,000-app region in a 3-member etcd (run
@@ -57,6 +59,42 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         baseline_portier: Option<PathBuf>,
         /// The baseline's label (its commit): the column is `portier@LABEL`.
+        #[arg(
+            long,
+            value_name = "LABEL",
+            requires = "baseline_portier",
+            default_value = "baseline"
+        )]
+        baseline_rev: String,
+        /// A line for the report's notes (repeatable).
+        #[arg(long, value_name = "TEXT")]
+        note: Vec<String>,
+    },
+    /// Only the XDP flood of `load`: drops/s by portier's XDP program vs an
+    /// nftables rule vs a bare XDP_DROP program (live-frame generator over a
+    /// veth between namespaces), a legitimate client's connects during it,
+    /// and the program's in-kernel ns per frame fixture; needs root. Report
+    /// in <out-dir>/<date>-xdp.md and .json.
+    Xdp {
+        /// Seconds of flood per side and round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Rounds (sides interleaved, order rotated each round).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Seconds of the idle client measurement before each flood.
+        #[arg(long, default_value_t = 1.0)]
+        idle_seconds: f64,
+        /// The portier binary (default: target/release/portier).
+        #[arg(long)]
+        portier: Option<PathBuf>,
+        /// Where the report goes (default: bench/results).
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// An earlier portier build, measured as `portier-xdp@LABEL`.
+        #[arg(long, value_name = "PATH")]
+        baseline_portier: Option<PathBuf>,
+        /// The baseline's label (its commit).
         #[arg(
             long,
             value_name = "LABEL",
@@ -243,6 +281,34 @@ fn main() -> ExitCode {
                 notes: note,
             };
             finish(load::run(&opts))
+        }
+        Cmd::Xdp {
+            seconds,
+            runs,
+            idle_seconds,
+            portier,
+            out_dir,
+            baseline_portier,
+            baseline_rev,
+            note,
+        } => {
+            let opts = Options {
+                mode: Mode::Quick,
+                portier: portier.unwrap_or_else(load::default_portier),
+                out_dir: out_dir.unwrap_or_else(results_dir),
+                no_xdp: false,
+                baseline: baseline_portier.map(|bin| Baseline {
+                    bin,
+                    rev: baseline_rev,
+                }),
+                notes: note,
+            };
+            let plan = load::xdp::Plan {
+                runs,
+                secs: seconds,
+                idle_secs: idle_seconds,
+            };
+            finish(load::run_xdp(&opts, &plan))
         }
         Cmd::Acme {
             directory,

@@ -1,7 +1,8 @@
 //! The comparative load harness: Portier against HAProxy and nginx (and
 //! direct-to-backend) on loopback, on equal footing (one worker each, the
 //! same CPUs, backend keep-alive, the same forwarding headers), plus an XDP
-//! vs nftables flood in network namespaces. See `bench/templates/` for the
+//! vs nftables vs bare XDP_DROP flood in network namespaces (also alone:
+//! `portier-bench xdp`, [`run_xdp`]). See `bench/templates/` for the
 //! configurations and `cargo xtask bench load --help`.
 //!
 //! With a baseline (`--baseline-portier`, built from an earlier commit by
@@ -13,11 +14,15 @@
 //! One module per concern: [`setup`] (Debian packages), [`proc`] (processes
 //! started and stopped by PID, `/proc` readings), [`contestants`] (backend
 //! and proxies from the templates), [`tools`] (wrk, h2load), [`scenarios`]
-//! (the loads), [`xdp`] (the flood), [`report`] (Markdown and JSON).
+//! (the loads), [`xdp`] (the flood), [`bpf`] (its live-frame generator and
+//! raw bpf(2)), [`connects`] (its legitimate client), [`report`] (Markdown
+//! and JSON).
 //!
 //! Failed requests are counted for every contestant in every load: a
 //! contestant with any in a load has no figure from it.
 
+pub mod bpf;
+pub mod connects;
 pub mod contestants;
 pub mod proc;
 pub mod profile;
@@ -268,22 +273,10 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
         if opts.no_xdp {
             notes.push("XDP flood skipped (--no-xdp)".into());
         } else {
-            eprintln!("portier-bench: XDP vs nftables flood");
-            let mut portiers = vec![("portier-xdp".to_string(), opts.portier.clone())];
-            if let Some(b) = &opts.baseline {
-                portiers.push((b.xdp_name(), b.bin.clone()));
-            }
-            let mut columns: Vec<String> = portiers.iter().map(|(n, _)| n.clone()).collect();
-            columns.push("nftables".into());
-            sections.push(Section {
-                title: "XDP flood (veth between network namespaces)".into(),
-                columns,
-                figures: xdp::run(env.path(), &portiers, s.runs, s.seconds),
-                baseline: opts
-                    .baseline
-                    .as_ref()
-                    .map(|b| ("portier-xdp".to_string(), b.xdp_name())),
-            });
+            eprintln!("portier-bench: XDP flood (portier vs nftables vs bare XDP_DROP)");
+            let (mut xdp_sections, xdp_notes) = xdp_sections(env.path(), opts, &xdp_plan(&s));
+            sections.append(&mut xdp_sections);
+            notes.extend(xdp_notes);
         }
         let (d, t) = stamp();
         stem = if opts.mode == Mode::Quick {
@@ -319,6 +312,123 @@ pub fn run(opts: &Options) -> anyhow::Result<(PathBuf, PathBuf)> {
     report.write(&opts.out_dir, &stem)
 }
 
+/// The XDP plan of a harness mode: the HTTP loads' rounds and seconds.
+fn xdp_plan(s: &Settings) -> xdp::Plan {
+    xdp::Plan {
+        runs: s.runs,
+        secs: s.seconds,
+        idle_secs: 1.0,
+    }
+}
+
+/// The two XDP sections (flood, per-frame cost) and their notes.
+fn xdp_sections(dir: &Path, opts: &Options, plan: &xdp::Plan) -> (Vec<Section>, Vec<String>) {
+    let mut portiers = vec![("portier-xdp".to_string(), opts.portier.clone())];
+    if let Some(b) = &opts.baseline {
+        portiers.push((b.xdp_name(), b.bin.clone()));
+    }
+    let names: Vec<String> = portiers.iter().map(|(n, _)| n.clone()).collect();
+    let pair = opts
+        .baseline
+        .as_ref()
+        .map(|b| ("portier-xdp".to_string(), b.xdp_name()));
+    let figures = xdp::run(dir, &portiers, plan);
+    let mut flood_columns = names.clone();
+    flood_columns.extend([xdp::NFTABLES.to_string(), xdp::XDP_DROP.to_string()]);
+    let mut cost_columns = names;
+    cost_columns.push(xdp::XDP_DROP.to_string());
+    let sections = vec![
+        Section {
+            title: "XDP flood (veth between network namespaces, live-frame generator)".into(),
+            columns: flood_columns,
+            figures: figures.flood,
+            baseline: pair.clone(),
+        },
+        Section {
+            title: format!(
+                "XDP program cost per frame fixture in the kernel (BPF_PROG_TEST_RUN, repeat {}), ns per run",
+                xdp::FIXTURE_REPEAT
+            ),
+            columns: cost_columns,
+            figures: figures.costs,
+            baseline: pair,
+        },
+    ];
+    (sections, figures.notes)
+}
+
+/// `portier-bench xdp`: only the XDP sections, report `<date>-xdp`.
+pub fn run_xdp(opts: &Options, plan: &xdp::Plan) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let started = Instant::now();
+    // Other work on the machine skews every figure: say how busy it was.
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    setup::ensure(setup::XDP_PACKAGES)?;
+    let tmp = proc::TempDir::new("xdp")?;
+    let (sections, mut notes) = xdp_sections(tmp.path(), opts, plan);
+    notes.extend(opts.notes.iter().cloned());
+    let (d, t) = stamp();
+    let mut context = vec![
+        (
+            "date (UTC)".to_string(),
+            format!("{d} {}", t.replace('-', ":")),
+        ),
+        (
+            "method".to_string(),
+            format!(
+                "{} rounds per side (order rotated each round), {} s of flood each; median [min–max]",
+                plan.runs, plan.secs
+            ),
+        ),
+        (
+            "cpus".to_string(),
+            std::thread::available_parallelism()
+                .map_or(0, |n| n.get())
+                .to_string(),
+        ),
+        (
+            "kernel".to_string(),
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        ),
+        ("portier build".to_string(), current_rev()),
+        (
+            "portier binary".to_string(),
+            opts.portier.display().to_string(),
+        ),
+        ("load average at start".to_string(), loadavg),
+    ];
+    if let Some(b) = &opts.baseline {
+        context.push((
+            "baseline".to_string(),
+            format!(
+                "{} = {} ({})",
+                b.xdp_name(),
+                describe_rev(&b.rev).unwrap_or_else(|| b.rev.clone()),
+                b.bin.display()
+            ),
+        ));
+    }
+    context.push((
+        "duration".to_string(),
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    ));
+    let report = Report {
+        title: format!("Portier XDP flood benchmark — {d}"),
+        context,
+        sections,
+        notes,
+    };
+    print!("{}", report.markdown());
+    report.write(&opts.out_dir, &format!("{d}-xdp"))
+}
+
 fn standing_notes() -> Vec<String> {
     vec![
         "direct = wrk straight to the backend nginx: wrk-bound, a lower bound of the physical limit, not the limit.".into(),
@@ -335,12 +445,11 @@ fn standing_notes() -> Vec<String> {
         "TLS: one self-signed P-256 certificate; TLS 1.3 only, TLS_AES_128_GCM_SHA256 + X25519 forced on every \
          server; session tickets and session cache off everywhere (every new connection is a full handshake)."
             .into(),
-        "Legit TCP throughput during the XDP flood: not measured.".into(),
         "Failed requests: wrk's non-2xx/3xx responses and socket errors (connect, read, write, timeout), \
          h2load's failed requests (non-2xx/3xx, errored and timed-out streams), the harness's own \
          client's errors (idle-connection test, smoke). Any failure in a load makes that contestant's \
          figures from it FAILED: no value, no ratio, no goal verdict. The XDP flood sends packets, not \
-         requests: nothing to count there."
+         requests: its legitimate client's failed connects are a figure of their own."
             .into(),
     ]
 }

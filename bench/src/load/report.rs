@@ -4,6 +4,7 @@
 //! with a baseline build, new/old ratios of every figure; the Markdown
 //! tables and the JSON file.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ use super::tools::Failed;
 pub enum Unit {
     /// Requests (or handshakes, packets) per second.
     PerSec,
+    /// Nanoseconds.
+    Nanos,
     /// Microseconds.
     Micros,
     /// Milliseconds.
@@ -33,6 +36,7 @@ impl Unit {
             Unit::PerSec if v >= 1e6 => format!("{:.2}M", v / 1e6),
             Unit::PerSec if v >= 1e3 => format!("{:.1}k", v / 1e3),
             Unit::PerSec => format!("{v:.0}"),
+            Unit::Nanos => format!("{v:.0} ns"),
             Unit::Micros => format!("{v:.1} µs"),
             Unit::Millis => format!("{v:.2} ms"),
             Unit::Bytes => format!("{v:.0} B"),
@@ -43,6 +47,7 @@ impl Unit {
     fn name(self) -> &'static str {
         match self {
             Unit::PerSec => "per_second",
+            Unit::Nanos => "nanoseconds",
             Unit::Micros => "microseconds",
             Unit::Millis => "milliseconds",
             Unit::Bytes => "bytes",
@@ -76,7 +81,8 @@ pub const BASELINE_MIN: f64 = 0.97;
 /// One row of the report.
 #[derive(Debug, Clone)]
 pub struct Figure {
-    pub id: &'static str,
+    /// Stable id (JSON `id`); most are literals, per-fixture ones are built.
+    pub id: Cow<'static, str>,
     pub title: String,
     pub unit: Unit,
     pub goal: Option<Goal>,
@@ -98,13 +104,13 @@ pub struct Figure {
 
 impl Figure {
     pub fn new(
-        id: &'static str,
+        id: impl Into<Cow<'static, str>>,
         title: impl Into<String>,
         unit: Unit,
         goal: Option<Goal>,
     ) -> Figure {
         Figure {
-            id,
+            id: id.into(),
             title: title.into(),
             unit,
             goal,
@@ -495,7 +501,7 @@ impl Report {
         let bad: Vec<&str> = versus
             .iter()
             .filter(|v| !v.ok())
-            .map(|v| v.figure.id)
+            .map(|v| v.figure.id.as_ref())
             .collect();
         if bad.is_empty() {
             let _ = writeln!(
@@ -657,7 +663,7 @@ impl Report {
                 "not_ok": versus
                     .iter()
                     .filter(|v| !v.ok())
-                    .map(|v| v.figure.id)
+                    .map(|v| v.figure.id.as_ref())
                     .collect::<Vec<_>>(),
             })
         });

@@ -33,9 +33,17 @@ pub fn installed(pkg: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-/// Install what is missing. Without root, fails naming the packages.
+/// What the XDP flood alone (`portier-bench xdp`) runs.
+pub const XDP_PACKAGES: &[(&str, &str)] = &[("nftables", "nft"), ("iproute2", "ip")];
+
+/// Install what is missing of [`PACKAGES`].
 pub fn ensure_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    ensure(PACKAGES)
+}
+
+/// Install what is missing of `packages`. Without root, fails naming them.
+pub fn ensure(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .map(|(p, _)| *p)
         .filter(|p| !installed(p))
