@@ -56,6 +56,8 @@ pub struct Reactor {
     /// Client connections whose output is written at the end of the turn
     /// (see `Client::flush_queued`).
     pub(super) flush_later: Vec<Token>,
+    /// HTTP/2 events of the connection being driven (reused).
+    pub(super) h2_events: Vec<crate::http::h2::Event>,
     pub(super) now: Instant,
     pub(super) wall: SystemTime,
     pub(super) snapshot: Arc<Snapshot>,
@@ -113,6 +115,7 @@ impl Reactor {
             ready: VecDeque::new(),
             grants: Vec::new(),
             flush_later: Vec::new(),
+            h2_events: Vec::new(),
             now: Instant::now(),
             wall: SystemTime::now(),
             snapshot,

@@ -98,7 +98,9 @@ impl Reactor {
 
     /// Feed buffered bytes to the connection machine and act on its events.
     pub(super) fn h2_progress(&mut self, token: Token) {
-        let mut events = Vec::new();
+        // The reactor's event buffer, reused turn after turn (a nested call
+        // finds it taken and makes its own).
+        let mut events = std::mem::take(&mut self.h2_events);
         loop {
             let now = self.now;
             let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
@@ -122,6 +124,8 @@ impl Reactor {
                 break;
             }
         }
+        events.clear();
+        self.h2_events = events;
         self.h2_flush(token);
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
@@ -606,15 +610,13 @@ impl Reactor {
         else {
             return;
         };
-        let ups: Vec<Token> = h
-            .streams
-            .values()
-            .filter_map(|x| self.exchanges.get(x.0).and_then(|ex| ex.upstream()))
-            .map(tok)
-            .collect();
-        for up in ups {
-            if matches!(self.conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused) {
-                self.ready.push_back(up);
+        // Disjoint fields: no list of tokens is built on the way.
+        let (conns, exchanges, ready) = (&self.conns, &self.exchanges, &mut self.ready);
+        for x in h.streams.values() {
+            if let Some(up) = exchanges.get(x.0).and_then(|ex| ex.upstream()).map(tok)
+                && matches!(conns.get(up.0), Some(Conn::Upstream(u)) if u.read_paused)
+            {
+                ready.push_back(up);
             }
         }
     }
