@@ -3,8 +3,9 @@
 //! over the client's, ALPN, session resumption) and the certificate store
 //! behind SNI.
 //!
-//! The reactor owns each `rustls::ServerConnection` and drives it without
-//! blocking; this module only builds the shared, immutable configuration.
+//! The reactor owns each session (`session.rs`: rustls' unbuffered
+//! `ServerConnection`) and drives it without blocking; this module only
+//! builds the shared, immutable configuration.
 
 pub mod hello;
 pub mod install;
