@@ -137,6 +137,17 @@ const TOKEN: &str = "conformance-token-0123456789abcdef";
 
 impl Node {
     fn start(backend: SocketAddr, limits: &str) -> Node {
+        // Ports from `free_port` can be taken before portier binds them
+        // (another test's connections use ephemeral ports): try others.
+        for _ in 0..4 {
+            if let Some(node) = Node::try_start(backend, limits) {
+                return node;
+            }
+        }
+        panic!("no free ports for portier after 4 tries");
+    }
+
+    fn try_start(backend: SocketAddr, limits: &str) -> Option<Node> {
         let port = free_port();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let dir =
@@ -154,13 +165,16 @@ impl Node {
             token.display()
         );
         std::fs::write(&config, text).expect("config");
-        let portier = Portier::start(None, &config);
-        Node {
+        let Ok(portier) = Portier::try_start(None, &config) else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return None;
+        };
+        Some(Node {
             portier,
             port,
             admin,
             dir,
-        }
+        })
     }
 
     fn metric(&self, name: &str) -> u64 {

@@ -325,7 +325,38 @@ pub struct Portier {
 impl Portier {
     /// Start `portier --config <config>` inside `ns` (or on the host) and
     /// wait for it to say it is ready.
+    /// Like `start`, but a start that fails because a port is taken (a
+    /// port `free_port` handed out was grabbed meanwhile, e.g. as the
+    /// source port of another test's connection) is `Err`, so the caller
+    /// can pick other ports; any other failure still panics.
+    pub fn try_start(ns: Option<&str>, config: &Path) -> Result<Portier, String> {
+        let mut p = Portier::spawn(ns, config);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match p.lines.recv_timeout(left) {
+                Ok(line) if line.contains("portier: ready") => return Ok(p),
+                Ok(line) if line.contains("Address already in use") => {
+                    let _ = p.child.kill();
+                    let _ = p.child.wait();
+                    return Err(line);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let status = p.child.try_wait().ok().flatten();
+                    panic!("portier did not print \"portier: ready\" (exit status: {status:?})");
+                }
+            }
+        }
+    }
+
     pub fn start(ns: Option<&str>, config: &Path) -> Portier {
+        let mut p = Portier::spawn(ns, config);
+        p.wait_for_line("portier: ready", Duration::from_secs(30));
+        p
+    }
+
+    fn spawn(ns: Option<&str>, config: &Path) -> Portier {
         let bin = env!("CARGO_BIN_EXE_portier");
         let mut cmd = match ns {
             Some(ns) => {
@@ -339,6 +370,10 @@ impl Portier {
             .arg(config)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        Portier::spawn_cmd(cmd)
+    }
+
+    fn spawn_cmd(mut cmd: Command) -> Portier {
         let mut child = cmd.spawn().expect("spawn portier");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -350,9 +385,7 @@ impl Portier {
                 }
             }
         });
-        let mut p = Portier { child, lines: rx };
-        p.wait_for_line("portier: ready", Duration::from_secs(30));
-        p
+        Portier { child, lines: rx }
     }
 
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {

@@ -100,6 +100,17 @@ impl Proxy {
     }
 
     pub fn start_with_threads(threads: usize, server_extra: &str, rest: &str) -> Proxy {
+        // A port from `free_port` can be taken before portier binds it
+        // (ephemeral ports of other tests' connections): try another.
+        for _ in 0..4 {
+            if let Some(p) = Proxy::try_start(threads, server_extra, rest) {
+                return p;
+            }
+        }
+        panic!("no free port for portier after 4 tries");
+    }
+
+    fn try_start(threads: usize, server_extra: &str, rest: &str) -> Option<Proxy> {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let dir = std::env::temp_dir().join(format!("portier-it-{}-{port}", std::process::id()));
@@ -108,13 +119,16 @@ impl Proxy {
         let text =
             format!("[server]\nhttp = [\"{addr}\"]\nthreads = {threads}\n{server_extra}\n{rest}\n");
         std::fs::write(&path, text).expect("write config");
-        let portier = Portier::start(None, &path);
-        Proxy {
+        let Ok(portier) = Portier::try_start(None, &path) else {
+            let _ = std::fs::remove_dir_all(&dir);
+            return None;
+        };
+        Some(Proxy {
             addr,
             portier,
             dir,
             threads,
-        }
+        })
     }
 
     /// The configuration file portier was started with.
