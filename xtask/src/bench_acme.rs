@@ -133,8 +133,7 @@ mod tests {
     #[test]
     fn free_port_is_bindable_twice() {
         // Another process may take the port between the check and the
-        // bind: one clean
-        // success in a few tries is what free_port promises.
+        // bind: one clean success in a few tries is what free_port promises.
         let ok = (0..5).any(|_| {
             let p = free_port().expect("port");
             let tcp = TcpListener::bind(("127.0.0.1", p));
