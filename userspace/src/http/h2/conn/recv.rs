@@ -392,11 +392,13 @@ impl ServerConn {
             ));
         }
         if self.streams.remove(&id).is_some() {
-            self.events.push_back(Event::StreamReset {
-                stream: id,
-                code,
-                by_peer: true,
-            });
+            if !self.unsurfaced(id) {
+                self.events.push_back(Event::StreamReset {
+                    stream: id,
+                    code,
+                    by_peer: true,
+                });
+            }
             // Rapid reset (CVE-2023-44487).
             self.budget.charge(Abuse::Reset, now)?;
         } else {
