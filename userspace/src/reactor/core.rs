@@ -33,6 +33,11 @@ use crate::sched::balance::Grant;
 use crate::snapshot::Snapshot;
 use crate::upstream::pool::Pool;
 
+/// Connections accepted from one listener per turn (the rest next turn).
+const ACCEPTS_PER_TURN: usize = 128;
+/// Timers fired per turn (the rest next turn).
+const TIMERS_PER_TURN: usize = 256;
+
 /// On shutdown, in-flight requests get this long to finish.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
@@ -56,6 +61,8 @@ pub struct Reactor {
     /// Client connections whose output is written at the end of the turn
     /// (see `Client::flush_queued`).
     pub(super) flush_later: Vec<Token>,
+    /// Listeners with connections still waiting after this turn's batch.
+    accept_later: Vec<usize>,
     /// HTTP/2 events of the connection being driven (reused).
     pub(super) h2_events: Vec<crate::http::h2::Event>,
     pub(super) now: Instant,
@@ -115,6 +122,7 @@ impl Reactor {
             ready: VecDeque::new(),
             grants: Vec::new(),
             flush_later: Vec::new(),
+            accept_later: Vec::new(),
             h2_events: Vec::new(),
             now: Instant::now(),
             wall: SystemTime::now(),
@@ -137,6 +145,10 @@ impl Reactor {
                 .wheel
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            if !self.accept_later.is_empty() {
+                // Connections are waiting on a listener: do not sleep.
+                timeout = Some(Duration::ZERO);
+            }
             if self.is_draining() {
                 // Look again soon: the drain ends when the last client goes.
                 timeout = Some(timeout.map_or(Duration::from_millis(50), |t| {
@@ -152,6 +164,9 @@ impl Reactor {
             self.now = Instant::now();
             self.wall = SystemTime::now();
             self.snapshot = self.control.snapshot.load_full();
+            for index in std::mem::take(&mut self.accept_later) {
+                self.accept(index);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
@@ -325,7 +340,7 @@ impl Reactor {
     // ---- accept -----------------------------------------------------------
 
     fn accept(&mut self, index: usize) {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
@@ -401,6 +416,12 @@ impl Reactor {
                 }
             }
         }
+        // More may be waiting (a burst of connections): the rest next turn,
+        // after the other connections' events (epoll is edge-triggered, so
+        // the listener must be remembered).
+        if !self.accept_later.contains(&index) {
+            self.accept_later.push(index);
+        }
     }
 
     // ---- timers -----------------------------------------------------------
@@ -462,7 +483,13 @@ impl Reactor {
     }
 
     fn fire_timers(&mut self) {
-        while let Some((key, popped)) = self.wheel.pop_due(self.now) {
+        // A bounded batch per turn: thousands of connections timing out
+        // together (slowloris) must not hold up everyone else's events; the
+        // rest are still due, so the next poll does not wait.
+        for _ in 0..TIMERS_PER_TURN {
+            let Some((key, popped)) = self.wheel.pop_due(self.now) else {
+                break;
+            };
             match key {
                 Key::Conn(k) => {
                     let live = match self.conns.get_mut(k) {
