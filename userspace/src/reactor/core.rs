@@ -34,9 +34,9 @@ use crate::snapshot::Snapshot;
 use crate::upstream::pool::Pool;
 
 /// Connections accepted from one listener per turn (the rest next turn).
-const ACCEPTS_PER_TURN: usize = 128;
+const ACCEPTS_PER_TURN: usize = 16;
 /// Timers fired per turn (the rest next turn).
-const TIMERS_PER_TURN: usize = 256;
+const TIMERS_PER_TURN: usize = 32;
 
 /// On shutdown, in-flight requests get this long to finish.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
