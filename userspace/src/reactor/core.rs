@@ -35,7 +35,8 @@ use crate::upstream::pool::Pool;
 
 /// Connections accepted from one listener per turn (the rest next turn).
 const ACCEPTS_PER_TURN: usize = 16;
-/// Timers fired per turn (the rest next turn).
+/// Live timers fired per turn (the rest next turn; stale entries are
+/// skipped without counting).
 const TIMERS_PER_TURN: usize = 32;
 
 /// On shutdown, in-flight requests get this long to finish.
@@ -486,7 +487,8 @@ impl Reactor {
         // A bounded batch per turn: thousands of connections timing out
         // together (slowloris) must not hold up everyone else's events; the
         // rest are still due, so the next poll does not wait.
-        for _ in 0..TIMERS_PER_TURN {
+        let mut fired = 0;
+        while fired < TIMERS_PER_TURN {
             let Some((key, popped)) = self.wheel.pop_due(self.now) else {
                 break;
             };
@@ -498,6 +500,7 @@ impl Reactor {
                         None => false,
                     };
                     if live {
+                        fired += 1;
                         self.conn_timeout(Token(k));
                         self.schedule_conn(Token(k));
                     }
@@ -508,6 +511,7 @@ impl Reactor {
                         .get_mut(k)
                         .is_some_and(|ex| Wheel::is_live(&mut ex.scheduled, popped));
                     if live {
+                        fired += 1;
                         self.exchange_timeout(ExchangeId(k));
                         self.schedule_exchange(ExchangeId(k));
                     }
