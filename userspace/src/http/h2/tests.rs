@@ -1398,53 +1398,6 @@ fn attack_rapid_reset_is_enhance_your_calm() {
 }
 
 #[test]
-fn a_stream_reset_before_the_proxy_saw_it_never_reaches_it() {
-    let mut c = Client::new();
-    // HEADERS and RST_STREAM in one read (rapid reset): nothing surfaces.
-    let mut burst = Vec::new();
-    let block = lit_block(&GET);
-    burst.extend(raw(
-        kind::HEADERS,
-        flag::END_HEADERS | flag::END_STREAM,
-        1,
-        &block,
-    ));
-    burst.extend(raw(kind::RST_STREAM, 0, 1, &u32s(&[8])));
-    // A POST whose body is queued, then reset: its credit comes back.
-    let mut post = GET.to_vec();
-    post[0] = (":method", "POST");
-    burst.extend(raw(kind::HEADERS, flag::END_HEADERS, 3, &lit_block(&post)));
-    burst.extend(raw(kind::DATA, 0, 3, &[7u8; 1000]));
-    burst.extend(raw(kind::RST_STREAM, 0, 3, &u32s(&[8])));
-    // One the proxy will see.
-    burst.extend(raw(
-        kind::HEADERS,
-        flag::END_HEADERS | flag::END_STREAM,
-        5,
-        &block,
-    ));
-    c.send(&burst);
-    let events = c.events();
-    assert!(
-        matches!(events.as_slice(), [Event::Request { stream, .. }] if *stream == StreamId(5)),
-        "{events:?}"
-    );
-    // A reset after the proxy saw the request is still reported.
-    c.frame(kind::RST_STREAM, 0, 5, &u32s(&[8]));
-    assert!(
-        matches!(c.events().as_slice(), [Event::StreamReset { stream, by_peer: true, .. }] if *stream == StreamId(5))
-    );
-    // The dropped body's 1000 octets are credited to the connection: the
-    // connection window is reopened like after any consumed DATA.
-    let out = c.output();
-    assert!(
-        out.iter()
-            .any(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0),
-        "{out:?}"
-    );
-}
-
-#[test]
 fn resets_spread_over_windows_are_fine() {
     let mut c = Client::new();
     let mut id = 1;

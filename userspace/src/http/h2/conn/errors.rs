@@ -58,42 +58,6 @@ impl ServerConn {
         self.recently_reset.push_back(id);
     }
 
-    /// A stream reset before the proxy heard of it — its `Request` (or
-    /// `Rejected`) is still queued, as when HEADERS and RST_STREAM arrive in
-    /// one read (rapid reset, MadeYouReset): drop everything queued for it,
-    /// so no backend is ever asked, and say so (no `StreamReset` then).
-    /// Request body octets dropped here give their flow-control credit back.
-    pub(super) fn unsurfaced(&mut self, id: StreamId) -> bool {
-        let queued = self.events.iter().any(|e| {
-            matches!(e, Event::Request { stream, .. } | Event::Rejected { stream, .. } if *stream == id)
-        });
-        if !queued {
-            return false;
-        }
-        let mut credit = 0usize;
-        self.events.retain(|e| {
-            let of = match e {
-                Event::Request { stream, .. }
-                | Event::Rejected { stream, .. }
-                | Event::Trailers { stream, .. }
-                | Event::StreamReset { stream, .. }
-                | Event::CapacityAvailable { stream } => *stream == id,
-                Event::Data { stream, data, .. } => {
-                    if *stream == id {
-                        credit += data.len();
-                    }
-                    *stream == id
-                }
-                _ => false,
-            };
-            !of
-        });
-        if credit > 0 {
-            self.release_capacity(id, credit);
-        }
-        true
-    }
-
     /// §5.4.2 stream error caused by the client: RST_STREAM, drop the
     /// stream, tell the proxy if it knew the stream (not one whose request
     /// was still held), and count it
@@ -104,7 +68,7 @@ impl ServerConn {
             .streams
             .remove(&id)
             .is_some_and(|s| !matches!(s.held.as_deref(), Some(Event::Request { .. })));
-        if known && !self.unsurfaced(id) {
+        if known {
             self.events.push_back(Event::StreamReset {
                 stream: id,
                 code,

@@ -392,13 +392,11 @@ impl ServerConn {
             ));
         }
         if self.streams.remove(&id).is_some() {
-            if !self.unsurfaced(id) {
-                self.events.push_back(Event::StreamReset {
-                    stream: id,
-                    code,
-                    by_peer: true,
-                });
-            }
+            self.events.push_back(Event::StreamReset {
+                stream: id,
+                code,
+                by_peer: true,
+            });
             // Rapid reset (CVE-2023-44487).
             self.budget.charge(Abuse::Reset, now)?;
         } else {
