@@ -147,17 +147,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     crate::setup::all()?;
     crate::build(true)?;
     let baseline = baseline.as_deref().map(build_baseline).transpose()?;
-    let mut c = crate::cargo();
-    c.args([
-        "run",
-        "-q",
-        "-p",
-        "portier-bench",
-        "--bin",
-        "portier-bench",
-        "--",
-        "load",
-    ]);
+    let mut c = portier_bench("load");
     if *quick {
         c.arg("--quick");
     }
@@ -175,11 +165,9 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
     crate::run_cmd(&mut c)
 }
 
-/// `portier-bench profile` on a fresh release build, with inferno installed.
-fn profile(seconds: f64) -> anyhow::Result<()> {
-    crate::setup::all()?;
-    setup::inferno()?;
-    crate::build(true)?;
+/// `cargo run -p portier-bench -- <sub>`: the harness, with the
+/// subcommand's arguments still to add.
+fn portier_bench(sub: &str) -> std::process::Command {
     let mut c = crate::cargo();
     c.args([
         "run",
@@ -189,10 +177,18 @@ fn profile(seconds: f64) -> anyhow::Result<()> {
         "--bin",
         "portier-bench",
         "--",
-        "profile",
-        "--seconds",
-        &seconds.to_string(),
+        sub,
     ]);
+    c
+}
+
+/// `portier-bench profile` on a fresh release build, with inferno installed.
+fn profile(seconds: f64) -> anyhow::Result<()> {
+    crate::setup::all()?;
+    setup::inferno()?;
+    crate::build(true)?;
+    let mut c = portier_bench("profile");
+    c.args(["--seconds", &seconds.to_string()]);
     crate::run_cmd(&mut c)
 }
 
@@ -200,16 +196,8 @@ fn profile(seconds: f64) -> anyhow::Result<()> {
 fn xdp(seconds: f64, runs: usize) -> anyhow::Result<()> {
     crate::setup::all()?;
     crate::build(true)?;
-    let mut c = crate::cargo();
+    let mut c = portier_bench("xdp");
     c.args([
-        "run",
-        "-q",
-        "-p",
-        "portier-bench",
-        "--bin",
-        "portier-bench",
-        "--",
-        "xdp",
         "--seconds",
         &seconds.to_string(),
         "--runs",
@@ -222,19 +210,8 @@ fn xdp(seconds: f64, runs: usize) -> anyhow::Result<()> {
 fn attacks(seconds: f64, only: &[String], no_xdp: bool) -> anyhow::Result<()> {
     crate::setup::all()?;
     crate::build(true)?;
-    let mut c = crate::cargo();
-    c.args([
-        "run",
-        "-q",
-        "-p",
-        "portier-bench",
-        "--bin",
-        "portier-bench",
-        "--",
-        "attacks",
-        "--seconds",
-        &seconds.to_string(),
-    ]);
+    let mut c = portier_bench("attacks");
+    c.args(["--seconds", &seconds.to_string()]);
     if !only.is_empty() {
         c.args(["--only", &only.join(",")]);
     }
