@@ -25,6 +25,9 @@ pub struct ReactorCounters {
     pub http2_streams_reset: AtomicU64,
     /// HTTP/2 streams reset because their send window stayed shut.
     pub http2_streams_stalled: AtomicU64,
+    /// HTTP/2 requests that ended in the input that opened them, before
+    /// any backend was asked (rapid reset, MadeYouReset).
+    pub http2_resets_before_dispatch: AtomicU64,
     pub http2_goaways: AtomicU64,
     /// Latency histogram (cumulative on render), plus sum in microseconds.
     pub latency_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
@@ -102,6 +105,19 @@ pub fn render_reactor_counters(control: &Control, out: &mut String) {
         out,
         "portier_http2_streams_reset_total {}",
         sum(control, |c| load(&c.http2_streams_reset))
+    );
+    let _ = writeln!(
+        out,
+        "# HELP portier_http2_resets_before_dispatch_total HTTP/2 requests reset in the same input that opened them, dropped before any backend was asked."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE portier_http2_resets_before_dispatch_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "portier_http2_resets_before_dispatch_total {}",
+        sum(control, |c| load(&c.http2_resets_before_dispatch))
     );
     let _ = writeln!(
         out,

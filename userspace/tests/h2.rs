@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::proc::{Backend, Proxy, app, free_port};
+use support::proc::{Backend, Proxy, app, app_at, free_port};
 
 const HOST: &str = "h2.test";
 
@@ -28,6 +28,13 @@ fn start(backend: &Backend, app_extra: &str) -> H2Proxy {
 
 /// `sections`: more top-level TOML (e.g. `[limits]`) before the app.
 fn start_with(backend: &Backend, app_extra: &str, sections: &str) -> H2Proxy {
+    start_app(&format!(
+        "{sections}\n{}",
+        app("h2", HOST, &[backend], app_extra)
+    ))
+}
+
+fn start_app(apps: &str) -> H2Proxy {
     let certs =
         std::env::temp_dir().join(format!("portier-h2-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&certs).expect("mkdir");
@@ -39,7 +46,7 @@ fn start_with(backend: &Backend, app_extra: &str, sections: &str) -> H2Proxy {
             "https = [\"127.0.0.1:{port}\"]\n[tls]\ncert_dir = \"{}\"\n",
             certs.display()
         ),
-        &format!("{sections}\n{}", app("h2", HOST, &[backend], app_extra)),
+        apps,
     );
     H2Proxy {
         _proxy: proxy,
@@ -285,6 +292,72 @@ fn abuse_is_cut_off_and_the_server_keeps_serving() {
         assert!(cut_off(&r), "{flood}: {r}");
         still_serves(p.port);
     }
+}
+
+/// A backend that counts the connections it accepts and answers each one
+/// request with 200 and close.
+struct CountingBackend {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingBackend {
+    fn start() -> CountingBackend {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    );
+                });
+            }
+        });
+        CountingBackend { addr, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn streams_reset_in_the_input_that_opened_them_never_reach_a_backend() {
+    let b = CountingBackend::start();
+    let p = start_app(&app_at(
+        "h2",
+        HOST,
+        &[b.addr],
+        "max_conns_per_backend = 200\n",
+    ));
+    // Each HEADERS goes out with its RST_STREAM (rapid reset) or with the
+    // zero WINDOW_UPDATE that makes the server reset it (MadeYouReset) in
+    // one TLS record, so Portier sees both in the same input.
+    let r = attack(p.port, "rapid_reset");
+    assert!(cut_off(&r), "rapid reset: {r}");
+    let r = attack(p.port, "made_you_reset");
+    assert!(cut_off(&r), "MadeYouReset: {r}");
+    assert_eq!(
+        b.accepted(),
+        0,
+        "a backend was connected for a request already reset"
+    );
+    // The counter counts: one real request is one backend connection.
+    still_serves(p.port);
+    assert_eq!(b.accepted(), 1);
 }
 
 #[test]

@@ -274,8 +274,13 @@ bogons = ["0.0.0.0/8"]
                 .output()
                 .expect("portier upgrade");
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            // The new process is recorded for the kill guard before any
+            // assertion about it can fail and leave it running.
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(new) = v["new_pid"].as_i64() {
+                pids.0.push(new as i32);
+            }
             assert!(out.status.success(), "round {round}: {text} {out:?}");
-            let v: serde_json::Value = serde_json::from_str(&text).expect("json answer");
             assert_eq!(v["old_pid"], serving, "{v}");
             assert_eq!(v["xdp_program_id"], prog_id, "{v}");
             let new = v["new_pid"].as_i64().expect("new_pid") as i32;
@@ -284,9 +289,10 @@ bogons = ["0.0.0.0/8"]
         } else {
             // SAFETY: signalling the process this test's upgrades started.
             unsafe { libc::kill(serving, libc::SIGUSR2) };
-            wait_for_new_pid(&pid_file, serving)
+            let new = wait_for_new_pid(&pid_file, serving);
+            pids.0.push(new);
+            new
         };
-        pids.0.push(new);
         last_upgrade = SystemTime::now();
         assert!(alive(new), "round {round}: {new} is not running");
         assert_eq!(

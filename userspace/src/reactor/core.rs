@@ -66,6 +66,9 @@ pub struct Reactor {
     accept_later: Vec<usize>,
     /// HTTP/2 events of the connection being driven (reused).
     pub(super) h2_events: Vec<crate::http::h2::Event>,
+    /// HTTP/2 requests routed during the current input batch, sent to a
+    /// backend only once the batch is done (see `h2_progress`).
+    pub(super) h2_undispatched: Vec<(Token, u32, crate::exchange::ExchangeId)>,
     pub(super) now: Instant,
     pub(super) wall: SystemTime,
     pub(super) snapshot: Arc<Snapshot>,
@@ -125,6 +128,7 @@ impl Reactor {
             flush_later: Vec::new(),
             accept_later: Vec::new(),
             h2_events: Vec::new(),
+            h2_undispatched: Vec::new(),
             now: Instant::now(),
             wall: SystemTime::now(),
             snapshot,

@@ -101,13 +101,14 @@ impl Reactor {
         // The reactor's event buffer, reused turn after turn (a nested call
         // finds it taken and makes its own).
         let mut events = std::mem::take(&mut self.h2_events);
+        let undispatched = self.h2_undispatched.len();
         loop {
             let now = self.now;
             let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
-                return;
+                break;
             };
             let ClientState::H2(h) = &mut c.state else {
-                return;
+                break;
             };
             let used = h.conn.handle_input(&c.rbuf, now);
             c.rbuf.drain(..used);
@@ -126,6 +127,7 @@ impl Reactor {
         }
         events.clear();
         self.h2_events = events;
+        self.h2_dispatch_batch(undispatched);
         self.h2_flush(token);
         let Some(Conn::Client(c)) = self.conns.get_mut(token.0) else {
             return;
@@ -351,9 +353,43 @@ impl Reactor {
                 if let Some(h) = self.h2_client(token) {
                     h.streams.insert(sid, xid);
                 }
-                self.dispatch(xid);
+                // Not yet: a RST_STREAM later in the same input (rapid
+                // reset, CVE-2023-44487) or a stream error the client caused
+                // (MadeYouReset) then costs no backend connection.
+                self.h2_undispatched.push((token, sid, xid));
             }
         }
+    }
+
+    /// Send the requests routed since `from` to their backends, except
+    /// those whose stream ended meanwhile (their exchange is gone). Stream
+    /// ids are never reused on a connection, so a stream still mapped to
+    /// the same exchange is the same request.
+    fn h2_dispatch_batch(&mut self, from: usize) {
+        if self.h2_undispatched.len() <= from {
+            return;
+        }
+        // Taken out while dispatching (kept for reuse, no allocation per
+        // batch); entries pushed meanwhile belong to a nested batch, which
+        // has sent them already.
+        let mut list = std::mem::take(&mut self.h2_undispatched);
+        for &(token, sid, xid) in &list[from..] {
+            let closing = matches!(self.conns.get(token.0), Some(Conn::Client(c)) if c.closing);
+            if closing {
+                // The connection failed in this input: its close drops the
+                // exchange with the others.
+                continue;
+            }
+            if self.h2_xid(token, sid) == Some(xid) {
+                self.dispatch(xid);
+            } else if let Some(c) = self.counters() {
+                c.http2_resets_before_dispatch
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        list.truncate(from);
+        list.append(&mut self.h2_undispatched);
+        self.h2_undispatched = list;
     }
 
     /// Request bytes reached the backend: credit the client's window.
