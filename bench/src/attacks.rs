@@ -59,6 +59,10 @@ pub struct Options {
     pub stem: String,
     /// Seconds of each measurement (idle and under attack).
     pub seconds: f64,
+    /// Rounds per attack, each an idle measurement then an attacked one;
+    /// the verdict is on the medians (one 10 s window flips with a noisy
+    /// neighbour).
+    pub rounds: usize,
     /// Legitimate requests per second, per protocol.
     pub rate: u32,
     pub attacks: Vec<String>,
@@ -82,6 +86,43 @@ pub struct Latency {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// The lowest and highest p99 of the rounds behind a median.
+    pub p99_min_us: u64,
+    pub p99_max_us: u64,
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    match v.len() {
+        0 => 0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2,
+    }
+}
+
+/// The rounds of one side, per protocol: requests summed (one failure in
+/// any round counts), p50/p99 the medians of the rounds, max the highest.
+pub fn combine(rounds: &[Vec<Latency>]) -> Vec<Latency> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let all: Vec<&Latency> = rounds.iter().filter_map(|r| r.get(i)).collect();
+            let p99s: Vec<u64> = all.iter().map(|l| l.p99_us).collect();
+            Latency {
+                proto: first[i].proto,
+                sent: all.iter().map(|l| l.sent).sum(),
+                ok: all.iter().map(|l| l.ok).sum(),
+                failed: all.iter().map(|l| l.failed).sum(),
+                p50_us: median(all.iter().map(|l| l.p50_us).collect()),
+                p99_us: median(p99s.clone()),
+                max_us: all.iter().map(|l| l.max_us).max().unwrap_or(0),
+                p99_min_us: p99s.iter().copied().min().unwrap_or(0),
+                p99_max_us: p99s.iter().copied().max().unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 /// One attack's figures.
@@ -132,6 +173,8 @@ pub fn parse_log(proto: &'static str, text: &str, asked: u64) -> Latency {
         p50_us: percentile(&lat, 50.0),
         p99_us: percentile(&lat, 99.0),
         max_us: lat.last().copied().unwrap_or(0),
+        p99_min_us: percentile(&lat, 99.0),
+        p99_max_us: percentile(&lat, 99.0),
     }
 }
 
@@ -406,51 +449,46 @@ pub fn run(opts: &Options) -> anyhow::Result<(Vec<Outcome>, PathBuf, PathBuf)> {
         for attack in loopback {
             let work = std::env::temp_dir().join(format!("portier-attacks-{}", std::process::id()));
             std::fs::create_dir_all(&work)?;
-            let idle = legit(
-                &urls,
-                opts.rate,
-                opts.seconds,
-                None,
-                &work,
-                &format!("{attack}-idle"),
-            )?;
             let port = if attack == "slowloris" {
                 lb.http.port()
             } else {
                 lb.https.port()
             };
-            eprintln!("portier-bench: attack {attack}");
-            let attacker =
-                Attacker::start(attack, port, opts.seconds + 2.0, opts.slowloris_sockets)?;
-            std::thread::sleep(Duration::from_millis(300));
-            let attacked = legit(
-                &urls,
-                opts.rate,
-                opts.seconds,
-                None,
-                &work,
-                &format!("{attack}-attacked"),
-            )?;
-            let summary = attacker.finish(opts.seconds + 2.0);
-            let _ = std::fs::remove_dir_all(&work);
-            if !lb.portier.alive() {
-                bail!("portier died during {attack}: {}", lb.portier.log_tail());
+            let (mut idle, mut attacked, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 1..=opts.rounds {
+                let tag = format!("{attack}-{round}");
+                idle.push(legit(
+                    &urls,
+                    opts.rate,
+                    opts.seconds,
+                    None,
+                    &work,
+                    &format!("{tag}-idle"),
+                )?);
+                eprintln!(
+                    "portier-bench: attack {attack}, round {round}/{}",
+                    opts.rounds
+                );
+                let attacker =
+                    Attacker::start(attack, port, opts.seconds + 2.0, opts.slowloris_sockets)?;
+                std::thread::sleep(Duration::from_millis(300));
+                attacked.push(legit(
+                    &urls,
+                    opts.rate,
+                    opts.seconds,
+                    None,
+                    &work,
+                    &format!("{tag}-attacked"),
+                )?);
+                summaries.push(attacker.finish(opts.seconds + 2.0));
+                if !lb.portier.alive() {
+                    bail!("portier died during {attack}: {}", lb.portier.log_tail());
+                }
+                // Let the attack's connections drain before the next baseline.
+                std::thread::sleep(Duration::from_secs(1));
             }
-            let (pass, why) = judge(&idle, &attacked, opts.floor_us);
-            eprintln!(
-                "portier-bench: {attack}: {}",
-                if pass { "pass" } else { &why }
-            );
-            outcomes.push(Outcome {
-                attack: attack.clone(),
-                idle,
-                attacked,
-                attacker: summary,
-                pass,
-                why,
-            });
-            // Let the attack's connections drain before the next baseline.
-            std::thread::sleep(Duration::from_secs(1));
+            let _ = std::fs::remove_dir_all(&work);
+            outcomes.push(outcome(attack, &idle, &attacked, summaries, opts.floor_us));
         }
         lb.portier.stop();
     }
@@ -459,6 +497,35 @@ pub fn run(opts: &Options) -> anyhow::Result<(Vec<Outcome>, PathBuf, PathBuf)> {
     }
     let (md, js) = report(opts, &outcomes, &notes, started.elapsed())?;
     Ok((outcomes, md, js))
+}
+
+/// One attack's verdict on the medians of its rounds.
+fn outcome(
+    attack: &str,
+    idle: &[Vec<Latency>],
+    attacked: &[Vec<Latency>],
+    mut summaries: Vec<serde_json::Value>,
+    floor_us: u64,
+) -> Outcome {
+    let (idle, attacked) = (combine(idle), combine(attacked));
+    let (pass, why) = judge(&idle, &attacked, floor_us);
+    eprintln!(
+        "portier-bench: {attack}: {}",
+        if pass { "pass" } else { &why }
+    );
+    let attacker = if summaries.len() == 1 {
+        summaries.remove(0)
+    } else {
+        serde_json::Value::Array(summaries)
+    };
+    Outcome {
+        attack: attack.to_string(),
+        idle,
+        attacked,
+        attacker,
+        pass,
+        why,
+    }
 }
 
 /// Ethernet + IPv4 + TCP SYN from `src` to the node's port 80, valid checksums.
@@ -556,36 +623,50 @@ fn syn_flood(opts: &Options) -> anyhow::Result<Outcome> {
         Duration::from_secs(10),
     )
     .context("legitimate client cannot reach portier in the namespace")?;
-    let idle = legit(
-        &url,
-        opts.rate,
-        opts.seconds,
-        Some(&net.ns_b),
-        &work,
-        "syn_flood-idle",
-    )?;
-    let before = xdp::xdp_drops(&opts.portier, &pin)?;
-    let (ns_b, if_b, secs, pps) = (
-        net.ns_b.clone(),
-        net.if_b.clone(),
-        opts.seconds + 1.0,
-        opts.syn_pps,
-    );
-    let flood = std::thread::spawn(move || xdp::send_frames(&ns_b, &if_b, secs, frames, Some(pps)));
-    std::thread::sleep(Duration::from_millis(500));
-    let attacked = legit(
-        &url,
-        opts.rate,
-        opts.seconds,
-        Some(&net.ns_b),
-        &work,
-        "syn_flood-attacked",
-    )?;
-    let sent = flood
-        .join()
-        .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
-    std::thread::sleep(Duration::from_millis(100));
-    let dropped = xdp::xdp_drops(&opts.portier, &pin)? - before;
+    let (mut idle, mut attacked, mut summaries) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=opts.rounds {
+        idle.push(legit(
+            &url,
+            opts.rate,
+            opts.seconds,
+            Some(&net.ns_b),
+            &work,
+            &format!("syn_flood-{round}-idle"),
+        )?);
+        eprintln!(
+            "portier-bench: attack syn_flood, round {round}/{}",
+            opts.rounds
+        );
+        let before = xdp::xdp_drops(&opts.portier, &pin)?;
+        let (ns_b, if_b, secs, pps, frames) = (
+            net.ns_b.clone(),
+            net.if_b.clone(),
+            opts.seconds + 1.0,
+            opts.syn_pps,
+            frames.clone(),
+        );
+        let flood =
+            std::thread::spawn(move || xdp::send_frames(&ns_b, &if_b, secs, frames, Some(pps)));
+        std::thread::sleep(Duration::from_millis(500));
+        attacked.push(legit(
+            &url,
+            opts.rate,
+            opts.seconds,
+            Some(&net.ns_b),
+            &work,
+            &format!("syn_flood-{round}-attacked"),
+        )?);
+        let sent = flood
+            .join()
+            .map_err(|_| anyhow::anyhow!("flood thread panicked"))??;
+        std::thread::sleep(Duration::from_millis(100));
+        let dropped = xdp::xdp_drops(&opts.portier, &pin)? - before;
+        summaries
+            .push(json!({ "syns_sent": sent, "xdp_dropped": dropped, "pps_asked": opts.syn_pps }));
+        if !portier.alive() {
+            break;
+        }
+    }
     let alive = portier.alive();
     portier.stop();
     backend.stop();
@@ -594,23 +675,31 @@ fn syn_flood(opts: &Options) -> anyhow::Result<Outcome> {
     if !alive {
         bail!("portier died during the SYN flood");
     }
-    let (pass, why) = judge(&idle, &attacked, opts.floor_us);
-    eprintln!(
-        "portier-bench: syn_flood: {}",
-        if pass { "pass" } else { &why }
-    );
-    Ok(Outcome {
-        attack: "syn_flood".into(),
-        idle,
-        attacked,
-        attacker: json!({ "syns_sent": sent, "xdp_dropped": dropped, "pps_asked": opts.syn_pps }),
-        pass,
-        why,
-    })
+    Ok(outcome(
+        "syn_flood",
+        &idle,
+        &attacked,
+        summaries,
+        opts.floor_us,
+    ))
 }
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// p99 with the range of its rounds when there were several.
+fn range(l: &Latency) -> String {
+    if l.p99_min_us == l.p99_max_us {
+        ms(l.p99_us)
+    } else {
+        format!(
+            "{} [{}–{}]",
+            ms(l.p99_us),
+            ms(l.p99_min_us),
+            ms(l.p99_max_us)
+        )
+    }
 }
 
 fn report(
@@ -624,14 +713,16 @@ fn report(
     let _ = writeln!(
         md,
         "# Attacks vs a legitimate client\n\n\
-         `portier-bench attacks`: per attack, the legitimate client idle, then the same while \
-         the attack runs ({s:.0} s each). Legitimate client: h2load at {r} req/s per protocol \
+         `portier-bench attacks`: per attack, {k} round(s) of the legitimate client idle, then \
+         the same while the attack runs ({s:.0} s each); p50 and p99 are the medians of the \
+         rounds (the p99 range in brackets), max the highest, failures summed. Legitimate client: h2load at {r} req/s per protocol \
          (2 connections, `--rps`), HTTP/1.1 keep-alive (plain) and HTTP/2 (TLS), GET of a 64 B \
          body from an nginx backend; latency of every request from h2load's per-request log. \
          Target: attacked p99 <= max(2 x idle p99, idle p99 + {f} ms) and no failed request. \
          Portier: release build, one reactor thread, default limits, pinned to CPU 0 with the \
          backend; legitimate client on CPU 1, attacker on CPU 1 at nice 10. {n} s in all.\n",
         s = opts.seconds,
+        k = opts.rounds,
         r = opts.rate,
         f = opts.floor_us as f64 / 1000.0,
         n = elapsed.as_secs()
@@ -649,9 +740,9 @@ fn report(
                 o.attack,
                 a.proto,
                 ms(i.p50_us),
-                ms(i.p99_us),
+                range(i),
                 ms(a.p50_us),
-                ms(a.p99_us),
+                range(a),
                 ms(a.max_us),
                 i.failed,
                 a.failed,
@@ -682,10 +773,12 @@ fn report(
     }
     let lat = |l: &Latency| {
         json!({"proto": l.proto, "sent": l.sent, "ok": l.ok, "failed": l.failed,
-               "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us})
+               "p50_us": l.p50_us, "p99_us": l.p99_us, "max_us": l.max_us,
+               "p99_min_us": l.p99_min_us, "p99_max_us": l.p99_max_us})
     };
     let js = json!({
         "seconds": opts.seconds,
+        "rounds": opts.rounds,
         "rate": opts.rate,
         "floor_us": opts.floor_us,
         "slowloris_sockets": opts.slowloris_sockets,
@@ -731,5 +824,26 @@ mod tests {
         assert!(!judge(&[l(1000, 0)], &[l(2001, 0)], 500).0);
         assert!(judge(&[l(200, 0)], &[l(700, 0)], 500).0);
         assert!(!judge(&[l(1000, 0)], &[l(1000, 1)], 500).0);
+    }
+
+    #[test]
+    fn rounds_combine_into_medians_and_summed_failures() {
+        let l = |p99_us, failed| Latency {
+            proto: "h2",
+            sent: 10,
+            p50_us: p99_us / 2,
+            p99_us,
+            max_us: p99_us * 2,
+            failed,
+            ..Latency::default()
+        };
+        let c = combine(&[vec![l(900, 0)], vec![l(5000, 1)], vec![l(1000, 0)]]);
+        assert_eq!(c[0].p99_us, 1000);
+        assert_eq!((c[0].p99_min_us, c[0].p99_max_us), (900, 5000));
+        assert_eq!((c[0].sent, c[0].failed, c[0].max_us), (30, 1, 10000));
+        assert_eq!(
+            combine(&[vec![l(900, 0)], vec![l(1100, 0)]])[0].p99_us,
+            1000
+        );
     }
 }

@@ -51,6 +51,8 @@ fn every_legitimate_request_succeeds_under_attack() {
             "attacks",
             "--seconds",
             "3",
+            "--rounds",
+            "1",
             "--rate",
             "100",
             "--sockets",

@@ -68,6 +68,9 @@ pub enum BenchCmd {
         /// Only these attacks (comma-separated).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Rounds per attack (idle then attacked); the verdict is on medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Skip the SYN flood (needs root and network namespaces).
         #[arg(long)]
         no_xdp: bool,
@@ -121,8 +124,9 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Attacks {
             seconds,
             only,
+            rounds,
             no_xdp,
-        } => return attacks(*seconds, only, *no_xdp),
+        } => return attacks(*seconds, only, *rounds, *no_xdp),
         BenchCmd::Profile { seconds } => return profile(*seconds),
         BenchCmd::Region {
             apps,
@@ -207,11 +211,12 @@ fn xdp(seconds: f64, runs: usize) -> anyhow::Result<()> {
 }
 
 /// `portier-bench attacks` on a fresh release build (report in bench/results/).
-fn attacks(seconds: f64, only: &[String], no_xdp: bool) -> anyhow::Result<()> {
+fn attacks(seconds: f64, only: &[String], rounds: usize, no_xdp: bool) -> anyhow::Result<()> {
     crate::setup::all()?;
     crate::build(true)?;
     let mut c = portier_bench("attacks");
     c.args(["--seconds", &seconds.to_string()]);
+    c.args(["--rounds", &rounds.to_string()]);
     if !only.is_empty() {
         c.args(["--only", &only.join(",")]);
     }

@@ -149,6 +149,9 @@ enum Cmd {
         /// Seconds of each measurement (idle and under attack).
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Rounds per attack (idle then attacked each); verdict on medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Legitimate requests per second, per protocol.
         #[arg(long, default_value_t = 200)]
         rate: u32,
@@ -337,6 +340,7 @@ fn main() -> ExitCode {
         })),
         Cmd::Attacks {
             seconds,
+            rounds,
             rate,
             only,
             sockets,
@@ -362,6 +366,7 @@ fn main() -> ExitCode {
                 out_dir: out_dir.unwrap_or_else(results_dir),
                 stem: stem.unwrap_or_else(|| format!("{}-attacks", load::today())),
                 seconds,
+                rounds: rounds.max(1),
                 rate,
                 attacks,
                 slowloris_sockets: sockets,
