@@ -166,7 +166,7 @@ fn h1(
         format!("proxy CPU per request, {label} (utime+stime)"),
         Unit::Micros,
         if goals {
-            goal("haproxy", 0.8, false)
+            goal("haproxy", 0.75, false)
         } else {
             None
         },
@@ -198,7 +198,7 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
         "https_rps",
         format!("HTTPS keep-alive (TLS 1.3, HTTP/1.1), 64 B, req/s (wrk -t1 -c{WRK_CONNS})"),
         Unit::PerSec,
-        goal("nginx", 1.2, true),
+        goal("nginx", 1.3, true),
     )
     .with_load(format!("HTTPS keep-alive, 64 B (wrk -c{WRK_CONNS})"));
     let hs_load = format!("TLS full handshakes, `Connection: close` (wrk -c{WRK_CONNS})");
@@ -206,14 +206,14 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
         "handshake_rps",
         "new TLS 1.3 full handshakes/s (no resumption; wrk, `Connection: close`, -c50)",
         Unit::PerSec,
-        goal("haproxy", 1.2, true),
+        None,
     )
     .with_load(&hs_load);
     let mut hs_cpu = Figure::new(
         "handshake_cpu",
         "proxy CPU per full handshake (+ its one request)",
         Unit::Micros,
-        None,
+        goal("haproxy", 0.5, false),
     )
     .with_load(&hs_load);
     let host = format!("Host: {HOST}");
@@ -261,7 +261,7 @@ fn http2(cs: &mut [Contestant], s: &Settings) -> Figure {
         "h2_rps",
         format!("HTTP/2 over TLS, 64 B, req/s (h2load -t1 -c{H2_CLIENTS} -m{H2_STREAMS})"),
         Unit::PerSec,
-        goal("nginx", 1.2, true),
+        goal("haproxy", 1.3, true),
     )
     .with_load(format!(
         "HTTP/2 over TLS, 64 B (h2load -c{H2_CLIENTS} -m{H2_STREAMS})"
