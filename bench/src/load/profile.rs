@@ -56,9 +56,24 @@ pub fn parse_strace_summary(text: &str) -> BTreeMap<String, u64> {
     out
 }
 
-/// Count the system calls of `c`'s workers while wrk runs `seconds` of
-/// keep-alive load on `url` (50 connections).
-fn count_calls(c: &Contestant, dir: &Path, url: &str, seconds: f64) -> anyhow::Result<Calls> {
+/// The load a syscall count runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Load {
+    /// wrk, HTTP/1.1 keep-alive, 50 connections.
+    H1,
+    /// h2load over TLS, 10 connections of 100 streams.
+    H2,
+}
+
+/// Count the system calls of `c`'s workers while the load runs `seconds`
+/// on `url`.
+fn count_calls(
+    c: &Contestant,
+    dir: &Path,
+    url: &str,
+    seconds: f64,
+    load: Load,
+) -> anyhow::Result<Calls> {
     let host = format!("Host: {HOST}");
     let pids = c.worker_pids();
     if pids.is_empty() {
@@ -77,31 +92,42 @@ fn count_calls(c: &Contestant, dir: &Path, url: &str, seconds: f64) -> anyhow::R
         .context("starting strace")?;
     // strace attaches within a moment; the load starts after.
     std::thread::sleep(Duration::from_millis(500));
-    let run = wrk(
-        dir,
-        &Wrk {
-            url,
-            connections: 50,
-            seconds,
-            headers: &[&host],
-            delay_ms: 0,
-        },
-    );
+    let requests = match load {
+        Load::H1 => wrk(
+            dir,
+            &Wrk {
+                url,
+                connections: 50,
+                seconds,
+                headers: &[&host],
+                delay_ms: 0,
+            },
+        )
+        .and_then(|run| {
+            if run.failed.total() > 0 {
+                bail!(
+                    "{} requests failed: {}",
+                    run.failed.total(),
+                    run.failed.describe()
+                );
+            }
+            Ok(run.requests)
+        }),
+        Load::H2 => h2load(url, 10, 100, seconds, None).and_then(|run| {
+            if run.failed > 0 || run.errored > 0 {
+                bail!("{} requests failed, {} errored", run.failed, run.errored);
+            }
+            Ok(run.succeeded)
+        }),
+    };
     // SIGINT: strace detaches and writes its summary.
     // SAFETY: signalling the strace this function started.
     unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
     let _ = strace.wait();
-    let run = run?;
-    if run.failed.total() > 0 {
-        bail!(
-            "{} requests failed: {}",
-            run.failed.total(),
-            run.failed.describe()
-        );
-    }
+    let requests = requests?;
     let text = std::fs::read_to_string(&out).context("reading strace's summary")?;
     Ok(Calls {
-        requests: run.requests,
+        requests,
         by_name: parse_strace_summary(&text),
     })
 }
@@ -152,13 +178,18 @@ pub fn syscall_table(cols: &[(String, Calls)]) -> String {
     t
 }
 
-/// Syscalls per request of every proxy (HTTP/1.1 keep-alive, 64 B).
-pub fn syscalls(cs: &mut [Contestant], env: &Env, seconds: f64) -> anyhow::Result<String> {
+/// Syscalls per request of every proxy, 64 B: HTTP/1.1 keep-alive
+/// (`Load::H1`) or HTTP/2 over TLS (`Load::H2`).
+fn syscalls(cs: &mut [Contestant], env: &Env, seconds: f64, load: Load) -> anyhow::Result<String> {
     let mut cols = Vec::new();
     for c in cs.iter_mut().filter(|c| c.kind != Kind::Direct) {
         let fresh = c.restart(env)?;
-        let url = format!("http://{}/64", fresh.http);
-        let calls = count_calls(&fresh, env.path(), &url, seconds)
+        let url = match (load, fresh.https) {
+            (Load::H1, _) => format!("http://{}/64", fresh.http),
+            (Load::H2, Some(https)) => format!("https://{https}/64"),
+            (Load::H2, None) => continue,
+        };
+        let calls = count_calls(&fresh, env.path(), &url, seconds, load)
             .with_context(|| format!("counting {}'s system calls", fresh.id()))?;
         eprintln!(
             "  syscalls {}: {} calls / {} requests",
@@ -303,7 +334,9 @@ pub fn run(portier: &Path, out_dir: &Path, seconds: f64) -> anyhow::Result<PathB
     }
     let stem = super::today();
     eprintln!("portier-bench: system calls per request ({seconds} s of wrk under strace each)");
-    let table = syscalls(&mut cs, &env, seconds)?;
+    let table = syscalls(&mut cs, &env, seconds, Load::H1)?;
+    eprintln!("portier-bench: the same under HTTP/2 over TLS (h2load -c 10 -m 100)");
+    let table_h2 = syscalls(&mut cs, &env, seconds, Load::H2)?;
     eprintln!("portier-bench: flame graphs of portier ({seconds} s each)");
     let svgs = flame_graphs(&mut cs[0], &env, out_dir, &stem, seconds)?;
     let mut md = String::new();
@@ -325,6 +358,12 @@ pub fn run(portier: &Path, out_dir: &Path, seconds: f64) -> anyhow::Result<PathB
          Each proxy freshly started.\n"
     );
     md.push_str(&table);
+    let _ = writeln!(
+        md,
+        "\nHTTP/2 over TLS, 64 B body, h2load -c 10 -m 100 for {seconds} s, the same way \
+         (client side: one TLS record per batch of frames; backend side: HTTP/1.1).\n"
+    );
+    md.push_str(&table_h2);
     let _ = writeln!(md, "\n## Flame graphs of portier\n");
     for svg in &svgs {
         let name = svg.file_name().and_then(|n| n.to_str()).unwrap_or("");

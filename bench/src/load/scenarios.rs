@@ -256,38 +256,54 @@ fn tls(cs: &mut [Contestant], dir: &Path, s: &Settings) -> Vec<Figure> {
 const H2_CLIENTS: u32 = 10;
 const H2_STREAMS: u32 = 100;
 
-fn http2(cs: &mut [Contestant], s: &Settings) -> Figure {
+fn http2(cs: &mut [Contestant], s: &Settings) -> Vec<Figure> {
+    let load = format!("HTTP/2 over TLS, 64 B (h2load -c{H2_CLIENTS} -m{H2_STREAMS})");
     let mut f = Figure::new(
         "h2_rps",
         format!("HTTP/2 over TLS, 64 B, req/s (h2load -t1 -c{H2_CLIENTS} -m{H2_STREAMS})"),
         Unit::PerSec,
         goal("haproxy", 1.3, true),
     )
-    .with_load(format!(
-        "HTTP/2 over TLS, 64 B (h2load -c{H2_CLIENTS} -m{H2_STREAMS})"
-    ));
+    .with_load(&load);
+    let mut cpu = Figure::new(
+        "h2_cpu",
+        "proxy CPU per HTTP/2 request, 64 B (utime+stime)",
+        Unit::Micros,
+        None,
+    )
+    .with_load(&load);
     rounds(cs, s.runs, |round, c| {
         let Some(addr) = c.https else {
             let why = c.no_tls.clone().unwrap_or_default();
-            f.record_run(c.id(), round, Err(why), None);
+            f.record_run(c.id(), round, Err(why.clone()), None);
+            cpu.record_run(c.id(), round, Err(why), None);
             return;
         };
-        let (r, failed) = match h2load(
+        let pids = c.pids();
+        let before = cpu_of(&pids);
+        let run = h2load(
             &format!("https://{addr}/64"),
             H2_CLIENTS,
             H2_STREAMS,
             s.seconds,
             None,
-        ) {
-            Ok(r) if r.succeeded == 0 => (
-                Err(format!(
-                    "no request succeeded ({})",
-                    r.failures().describe()
-                )),
-                Some(r.failures()),
-            ),
-            Ok(r) => (Ok(r.rps), Some(r.failures())),
-            Err(e) => (Err(format!("{e:#}")), None),
+        );
+        let after = cpu_of(&pids);
+        let (r, failed, used) = match run {
+            Ok(r) if r.succeeded == 0 => {
+                let why = format!("no request succeeded ({})", r.failures().describe());
+                (Err(why.clone()), Some(r.failures()), Err(why))
+            }
+            Ok(r) => {
+                let used = match (before, after) {
+                    (Some((u0, s0)), Some((u1, s1))) => {
+                        Ok((u1 - u0 + s1 - s0) / r.succeeded as f64 * 1e6)
+                    }
+                    _ => Err("could not read /proc/PID/stat".to_string()),
+                };
+                (Ok(r.rps), Some(r.failures()), used)
+            }
+            Err(e) => (Err(format!("{e:#}")), None, Err(format!("{e:#}"))),
         };
         eprintln!(
             "  h2_rps round {round} {}: {r:?}{}",
@@ -295,8 +311,9 @@ fn http2(cs: &mut [Contestant], s: &Settings) -> Figure {
             failed_text(failed.as_ref())
         );
         f.record_run(c.id(), round, r, failed.as_ref());
+        cpu.record_run(c.id(), round, used, failed.as_ref());
     });
-    f
+    vec![f, cpu]
 }
 
 /// Pause between requests on each connection in the paced test.
@@ -664,7 +681,7 @@ pub fn run_all(cs: &mut [Contestant], env: &Env, s: &Settings) -> Vec<Figure> {
     eprintln!("portier-bench: HTTPS keep-alive and handshakes");
     figs.extend(tls(cs, dir, s));
     eprintln!("portier-bench: HTTP/2");
-    figs.push(http2(cs, s));
+    figs.extend(http2(cs, s));
     eprintln!("portier-bench: latency at half of the peak");
     let peak = figs[0].clone();
     figs.extend(latency(cs, dir, s, &peak));

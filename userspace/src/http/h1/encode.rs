@@ -119,6 +119,15 @@ pub fn encode_response_head(
     } else {
         &head.reason
     };
+    // One allocation for the whole head: a client's write buffer is freed
+    // whenever it empties, so it would otherwise regrow field by field.
+    let fields: usize = head
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + 4)
+        .chain(extra.iter().map(|(n, v)| n.len() + v.len() + 4))
+        .sum();
+    out.reserve(reason.len() + fields + 64);
     let _ = write!(ByteWriter(out), "HTTP/1.1 {:03} ", head.status);
     push_sanitized(out, reason.as_bytes(), false);
     out.extend_from_slice(b"\r\n");
@@ -327,9 +336,20 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// Copy bytes, neutralising anything that could end a line or a field.
+/// Parsed heads are clean already: one read-only pass, then one copy.
 fn push_sanitized(out: &mut Vec<u8>, bytes: &[u8], token: bool) {
+    let clean = if token {
+        bytes.iter().all(|&b| is_tchar(b))
+    } else {
+        bytes
+            .iter()
+            .all(|&b| (b >= 0x20 || b == b'\t') && b != 0x7f)
+    };
     let start = out.len();
     out.extend_from_slice(bytes);
+    if clean {
+        return;
+    }
     if token {
         if let Some(tail) = out.get_mut(start..) {
             for b in tail.iter_mut().filter(|b| !is_tchar(**b)) {
