@@ -18,7 +18,6 @@ use super::conn::*;
 use super::core::{Reactor, tok};
 use super::dispatch::Routed;
 use crate::exchange::{Downstream, ExchangeId, H2Stream, RequestBody, pump};
-use crate::http::CONNECTION_SPECIFIC;
 use crate::http::HttpError;
 use crate::http::answer::Answer;
 use crate::http::h1::{BodyDecoder, BodyKind, ResponseHead, encode_chunk, encode_last_chunk};
@@ -496,28 +495,19 @@ impl Reactor {
             return false;
         };
         let backend_kind = ex.begin_response(&mut head, self.now, min_size, level);
-        let mut fields: Vec<(String, Vec<u8>)> = head
-            .headers
-            .iter()
-            .filter(|(n, _)| {
-                !CONNECTION_SPECIFIC
-                    .iter()
-                    .any(|c| n.eq_ignore_ascii_case(c))
-            })
-            .filter(|(n, _)| {
-                !(n.eq_ignore_ascii_case("content-length") && backend_kind == BodyKind::Chunked)
-            })
-            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
-            .collect();
-        fields.extend(
-            ex.response_extras()
-                .into_iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v)),
+        // Borrowed as received: the connection machine drops what HTTP/2
+        // forbids (connection-specific fields) and lowercases names as it
+        // encodes, without a copy per field.
+        let extra = ex.response_extras();
+        let chunked = backend_kind == BodyKind::Chunked;
+        let mut refs: Vec<(&str, &[u8])> = Vec::with_capacity(head.headers.len() + extra.len());
+        refs.extend(
+            head.headers
+                .iter()
+                .filter(|(n, _)| !(chunked && n.eq_ignore_ascii_case("content-length")))
+                .map(|(n, v)| (n.as_str(), v.as_slice())),
         );
-        let refs: Vec<(&str, &[u8])> = fields
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        refs.extend(extra.iter().map(|(n, v)| (*n, v.as_slice())));
         let no_body = backend_kind == BodyKind::None;
         let (client, Some(sid)) = (tok(ex.route.client), ex.stream()) else {
             return false;

@@ -90,6 +90,8 @@ pub struct ServerConn {
     peer_goaway: bool,
     decoder: Decoder,
     encoder: Encoder,
+    /// The response header block being encoded (kept between responses).
+    block_out: Vec<u8>,
     streams: BTreeMap<StreamId, Stream>,
     /// Highest client stream id opened or refused (§5.1.1).
     last_stream: StreamId,
@@ -150,6 +152,7 @@ impl ServerConn {
             peer_goaway: false,
             decoder: Decoder::new(s.header_table_size as usize),
             encoder: Encoder::new(),
+            block_out: Vec::new(),
             streams: BTreeMap::new(),
             last_stream: StreamId(0),
             recently_reset: VecDeque::new(),

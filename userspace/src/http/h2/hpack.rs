@@ -372,16 +372,27 @@ pub(crate) fn encode_int(out: &mut Vec<u8>, value: usize, prefix: u8, high: u8) 
 }
 
 /// Append a string literal, Huffman-coded when that is shorter.
+#[cfg(test)]
 pub(crate) fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
-    let mut huff = Vec::new();
-    if httlib_huffman::encode(s, &mut huff).is_ok() && huff.len() < s.len() {
-        encode_int(out, huff.len(), 7, 0x80);
-        out.extend_from_slice(&huff);
+    encode_str_with(out, s, &mut Vec::new());
+}
+
+/// [`encode_str`] with the Huffman code built in `scratch` (kept by the
+/// caller: no allocation per string).
+fn encode_str_with(out: &mut Vec<u8>, s: &[u8], scratch: &mut Vec<u8>) {
+    scratch.clear();
+    if httlib_huffman::encode(s, scratch).is_ok() && scratch.len() < s.len() {
+        encode_int(out, scratch.len(), 7, 0x80);
+        out.extend_from_slice(scratch);
     } else {
         encode_int(out, s.len(), 7, 0);
         out.extend_from_slice(s);
     }
 }
+
+/// Scratch space kept between blocks: above this it is given back, so a
+/// connection that once sent a large header does not keep the memory.
+const SCRATCH_KEPT: usize = 4096;
 
 /// The HPACK encoder of one connection: static table + literals without
 /// indexing, dynamic table pinned to size 0.
@@ -389,6 +400,10 @@ pub(crate) fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
 pub struct Encoder {
     /// The size update to 0 has been sent.
     announced: bool,
+    /// A field name lowercased (when it had upper case).
+    name: Vec<u8>,
+    /// A Huffman-coded string before it is known to be shorter.
+    huff: Vec<u8>,
 }
 
 impl Encoder {
@@ -402,28 +417,48 @@ impl Encoder {
         fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         out: &mut Vec<u8>,
     ) {
+        self.begin(out);
+        for (name, value) in fields {
+            self.field(name, value, out);
+        }
+        self.end();
+    }
+
+    /// Start a block: the first one opens with the table size update.
+    pub fn begin(&mut self, out: &mut Vec<u8>) {
         if !self.announced {
             encode_int(out, 0, 5, 0x20);
             self.announced = true;
         }
-        for (name, value) in fields {
-            let mut name_index = 0;
-            let mut full = 0;
-            for (i, (n, v)) in STATIC_TABLE.iter().enumerate() {
-                if n.as_bytes() == name {
-                    if name_index == 0 {
-                        name_index = i + 1;
-                    }
-                    if v.as_bytes() == value {
-                        full = i + 1;
-                        break;
-                    }
+    }
+
+    /// Append one field; the name is lowercased on the way (HTTP/2 field
+    /// names are lowercase, RFC 9113 §8.2.1).
+    pub fn field(&mut self, name: &[u8], value: &[u8], out: &mut Vec<u8>) {
+        let mut lower = std::mem::take(&mut self.name);
+        let name = if name.iter().any(u8::is_ascii_uppercase) {
+            lower.clear();
+            lower.extend(name.iter().map(u8::to_ascii_lowercase));
+            &lower[..]
+        } else {
+            name
+        };
+        let mut name_index = 0;
+        let mut full = 0;
+        for (i, (n, v)) in STATIC_TABLE.iter().enumerate() {
+            if n.as_bytes() == name {
+                if name_index == 0 {
+                    name_index = i + 1;
+                }
+                if v.as_bytes() == value {
+                    full = i + 1;
+                    break;
                 }
             }
-            if full != 0 {
-                encode_int(out, full, 7, 0x80);
-                continue;
-            }
+        }
+        if full != 0 {
+            encode_int(out, full, 7, 0x80);
+        } else {
             // Literal without indexing (RFC 7541 §6.2.2); never-indexed for
             // credentials (RFC 7541 §7.1.3).
             let high = if matches!(name, b"set-cookie" | b"authorization") {
@@ -433,9 +468,19 @@ impl Encoder {
             };
             encode_int(out, name_index, 4, high);
             if name_index == 0 {
-                encode_str(out, name);
+                encode_str_with(out, name, &mut self.huff);
             }
-            encode_str(out, value);
+            encode_str_with(out, value, &mut self.huff);
+        }
+        self.name = lower;
+    }
+
+    /// The block is done: oversized scratch space is given back.
+    pub fn end(&mut self) {
+        for v in [&mut self.name, &mut self.huff] {
+            if v.capacity() > SCRATCH_KEPT {
+                *v = Vec::new();
+            }
         }
     }
 }

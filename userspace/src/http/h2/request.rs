@@ -133,9 +133,10 @@ fn connection_specific(name: &[u8]) -> bool {
     CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == name)
 }
 
-fn ascii(v: &[u8], err: HttpError) -> Result<String, HttpError> {
+/// The bytes as a `String` (no copy: visible ASCII is UTF-8).
+fn ascii(v: Vec<u8>, err: HttpError) -> Result<String, HttpError> {
     if v.iter().all(|b| b.is_ascii_graphic()) {
-        Ok(String::from_utf8_lossy(v).into_owned())
+        String::from_utf8(v).map_err(|_| err)
     } else {
         Err(err)
     }
@@ -186,7 +187,7 @@ pub fn build_request(
     let bad = HttpError::PeerInvalidRequestLine;
     let (mut method, mut scheme, mut authority, mut path) = (None, None, None, None);
     let mut seen_regular = false;
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(c.fields.len() + 1);
     let mut cookie: Option<Vec<u8>> = None;
     let mut host: Option<Vec<u8>> = None;
     let mut content_length: Option<u64> = None;
@@ -228,7 +229,7 @@ pub fn build_request(
                 }
                 content_length = Some(parse_content_length(&value)?);
             }
-            _ => headers.push((String::from_utf8_lossy(&name).into_owned(), value)),
+            _ => headers.push((field_name(name), value)),
         }
     }
     let method = method.ok_or(bad)?;
@@ -275,13 +276,18 @@ pub fn build_request(
         }
     }
     Ok(H2Request {
-        method: ascii(&method, bad)?,
-        scheme: ascii(&scheme, bad)?,
-        authority: ascii(&authority, HttpError::PeerInvalidHost)?,
-        path: ascii(&path, bad)?,
+        method: ascii(method, bad)?,
+        scheme: ascii(scheme, bad)?,
+        authority: ascii(authority, HttpError::PeerInvalidHost)?,
+        path: ascii(path, bad)?,
         headers,
         content_length,
     })
+}
+
+/// A checked field name (a token, so ASCII) as a `String`, without a copy.
+fn field_name(name: Vec<u8>) -> String {
+    String::from_utf8(name).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Validate a trailer section (§8.1: no pseudo-header fields).
@@ -295,7 +301,7 @@ pub fn build_trailers(c: Collector) -> Result<Vec<(String, Vec<u8>)>, HttpError>
             return Err(HttpError::PeerInvalidHeaderName);
         }
         check_regular(&name, &value)?;
-        out.push((String::from_utf8_lossy(&name).into_owned(), value));
+        out.push((field_name(name), value));
     }
     Ok(out)
 }

@@ -40,14 +40,19 @@ impl ServerConn {
             SendState::Body => return Err(H2Error::HeadersAlreadySent),
             SendState::Closed => return Err(H2Error::StreamClosed),
         }
-        let status = status.to_string();
-        let fields = response_fields(headers);
-        let mut block = Vec::new();
-        self.encoder.encode(
-            std::iter::once((&b":status"[..], status.as_bytes()))
-                .chain(fields.iter().map(|(n, v)| (n.as_bytes(), *v))),
-            &mut block,
-        );
+        let digits = [
+            b'0' + (status / 100) as u8,
+            b'0' + (status / 10 % 10) as u8,
+            b'0' + (status % 10) as u8,
+        ];
+        let mut block = std::mem::take(&mut self.block_out);
+        block.clear();
+        self.encoder.begin(&mut block);
+        self.encoder.field(b":status", &digits, &mut block);
+        for &(name, value) in headers.iter().filter(fit_for_response) {
+            self.encoder.field(name.as_bytes(), value, &mut block);
+        }
+        self.encoder.end();
         frame::write_header_block(
             &mut self.out,
             stream,
@@ -55,6 +60,7 @@ impl ServerConn {
             end_stream,
             self.peer_max_frame as usize,
         );
+        self.keep_block_out(block);
         if !informational && let Some(s) = self.streams.get_mut(&stream) {
             s.send = if end_stream {
                 SendState::Closed
@@ -127,10 +133,13 @@ impl ServerConn {
             SendState::AwaitHeaders => return Err(H2Error::HeadersNotSent),
             SendState::Closed => return Err(H2Error::StreamClosed),
         }
-        let fields = response_fields(headers);
-        let mut block = Vec::new();
-        self.encoder
-            .encode(fields.iter().map(|(n, v)| (n.as_bytes(), *v)), &mut block);
+        let mut block = std::mem::take(&mut self.block_out);
+        block.clear();
+        self.encoder.begin(&mut block);
+        for &(name, value) in headers.iter().filter(fit_for_response) {
+            self.encoder.field(name.as_bytes(), value, &mut block);
+        }
+        self.encoder.end();
         frame::write_header_block(
             &mut self.out,
             stream,
@@ -138,6 +147,7 @@ impl ServerConn {
             true,
             self.peer_max_frame as usize,
         );
+        self.keep_block_out(block);
         if let Some(s) = self.streams.get_mut(&stream) {
             s.send = SendState::Closed;
         }
@@ -189,16 +199,24 @@ impl ServerConn {
 /// connection-specific fields dropped (§8.2.2), `te` kept only as
 /// `trailers`; names that are not tokens and values with CR, LF or NUL
 /// dropped (§8.2.1).
-fn response_fields<'a>(headers: &[(&str, &'a [u8])]) -> Vec<(String, &'a [u8])> {
-    headers
-        .iter()
-        .filter_map(|&(name, value)| {
-            let name = name.to_ascii_lowercase();
-            let drop = !is_token(name.as_bytes())
-                || crate::http::CONNECTION_SPECIFIC.contains(&name.as_str())
-                || (name == "te" && !value.eq_ignore_ascii_case(b"trailers"))
-                || value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0));
-            (!drop).then_some((name, value))
-        })
-        .collect()
+/// A field the response may carry over HTTP/2: a token name, not
+/// connection-specific (§8.2.2; `te` only as `trailers`), no CR, LF or NUL
+/// in the value. Checked case-insensitively; the encoder lowercases.
+fn fit_for_response(&(name, value): &&(&str, &[u8])) -> bool {
+    is_token(name.as_bytes())
+        && !crate::http::CONNECTION_SPECIFIC
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+        && (!name.eq_ignore_ascii_case("te") || value.eq_ignore_ascii_case(b"trailers"))
+        && !value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
+impl ServerConn {
+    /// Keep the header block buffer for the next response, unless a large
+    /// block grew it (then it is given back).
+    fn keep_block_out(&mut self, block: Vec<u8>) {
+        if block.capacity() <= 4096 {
+            self.block_out = block;
+        }
+    }
 }
