@@ -11,9 +11,6 @@ use portier::config::{Cidr, Config};
 use portier::mgmt::bpf::{self, MapSet};
 use portier::mgmt::manager::Manager;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "portier",
