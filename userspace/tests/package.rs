@@ -22,6 +22,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::netns::{BpfFs, Netns};
+use support::procfs::status_field;
 
 const UNIT_PATHS: [&str; 2] = [
     "/usr/lib/systemd/system/portier.service",
@@ -128,15 +129,6 @@ fn unit_bounding_set(unit: &str) -> Vec<String> {
                 .to_ascii_lowercase()
         })
         .collect()
-}
-
-fn status_field(pid: u32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// The next datagram on the notification socket.

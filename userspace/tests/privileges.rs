@@ -12,39 +12,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::netns::{BpfFs, Netns, Portier};
+use support::procfs::{nobody, task_status_field};
 
 const TOKEN: &str = "privileges-token-0123456789";
 /// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_BPF (39).
 const KEPT: u64 = (1 << 10) | (1 << 12) | (1 << 39);
-
-fn status_field(pid: &str, task: &str, field: &str) -> String {
-    let text =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default()
-}
-
-fn nobody() -> (u32, u32) {
-    let out = std::process::Command::new("id")
-        .args(["-u", "nobody"])
-        .output()
-        .expect("id");
-    let uid = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("uid");
-    let out = std::process::Command::new("id")
-        .args(["-g", "nobody"])
-        .output()
-        .expect("id");
-    let gid = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("gid");
-    (uid, gid)
-}
 
 #[test]
 #[ignore = "needs root: network namespace, XDP, setuid"]
@@ -124,26 +96,28 @@ bogons = ["0.0.0.0/8"]
         .collect();
     assert!(tasks.len() >= 3, "main, reactors, access log: {tasks:?}");
     for task in &tasks {
-        let uids = status_field(&pid, task, "Uid:");
+        let uids = task_status_field(&pid, task, "Uid:");
         assert!(
             uids.split_whitespace().all(|u| u == uid.to_string()),
             "task {task}: Uid {uids}"
         );
-        let eff = u64::from_str_radix(&status_field(&pid, task, "CapEff:"), 16).expect("CapEff");
-        let prm = u64::from_str_radix(&status_field(&pid, task, "CapPrm:"), 16).expect("CapPrm");
+        let eff =
+            u64::from_str_radix(&task_status_field(&pid, task, "CapEff:"), 16).expect("CapEff");
+        let prm =
+            u64::from_str_radix(&task_status_field(&pid, task, "CapPrm:"), 16).expect("CapPrm");
         assert_eq!(eff & !KEPT, 0, "task {task}: CapEff {eff:x}");
         assert_eq!(prm & !KEPT, 0, "task {task}: CapPrm {prm:x}");
     }
     // The bounding set (per thread) of the main thread, which every thread
     // started after the drop (reactors, runtime) inherits.
-    let bnd = u64::from_str_radix(&status_field(&pid, &pid, "CapBnd:"), 16).expect("CapBnd");
+    let bnd = u64::from_str_radix(&task_status_field(&pid, &pid, "CapBnd:"), 16).expect("CapBnd");
     assert_eq!(bnd, KEPT, "bounding set {bnd:x}");
     assert_eq!(
-        u64::from_str_radix(&status_field(&pid, &pid, "CapEff:"), 16).expect("CapEff"),
+        u64::from_str_radix(&task_status_field(&pid, &pid, "CapEff:"), 16).expect("CapEff"),
         KEPT,
         "the main thread keeps exactly what it needs"
     );
-    assert_eq!(status_field(&pid, &pid, "NoNewPrivs:"), "1");
+    assert_eq!(task_status_field(&pid, &pid, "NoNewPrivs:"), "1");
 
     let curl = |args: &[&str]| {
         let mut all = vec!["curl", "-s", "-m", "5"];

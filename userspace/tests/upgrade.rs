@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use support::netns::{BpfFs, Netns, Portier};
 use support::proc::{Backend, Proxy, admin_call, free_port};
+use support::procfs::{nobody, status_field};
 
 const TOKEN: &str = "upgrade-token-0123456789abcdef";
 /// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_BPF (39).
@@ -48,15 +49,6 @@ fn alive(pid: i32) -> bool {
                 .unwrap_or(false)
         })
         .unwrap_or(false)
-}
-
-fn status_field(pid: i32, field: &str) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default()
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
@@ -110,17 +102,6 @@ fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
 }
 
-fn id_of(flag: &str) -> u32 {
-    let out = Command::new("id")
-        .args([flag, "nobody"])
-        .output()
-        .expect("id");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("id")
-}
-
 fn self_signed(dir: &Path, names: &str) {
     std::fs::create_dir_all(dir).expect("mkdir");
     let out = Command::new(support::proc::bin())
@@ -146,7 +127,7 @@ fn twenty_upgrades_under_load_lose_nothing() {
     let ns = Netns::new(&format!("pup{}", std::process::id()));
     let fs = BpfFs::new("upgrade");
     let root = &fs.root;
-    let (uid, gid) = (id_of("-u"), id_of("-g"));
+    let (uid, gid) = nobody();
     chown(root, uid, gid);
     let token = root.join("admin.token");
     std::fs::write(&token, TOKEN).expect("token");

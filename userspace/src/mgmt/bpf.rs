@@ -135,31 +135,14 @@ impl MapSet {
             let data = MapData::from_fd(fd).with_context(|| format!("map {name}"))?;
             Map::from_map_data(data).with_context(|| format!("map {name}"))
         };
-        Ok(MapSet {
-            counters: typed(open(MAP_COUNTERS)?, MAP_COUNTERS)?,
-            config: typed(open(MAP_CONFIG)?, MAP_CONFIG)?,
-            ports: typed(open(MAP_PORTS)?, MAP_PORTS)?,
-            block_v4: typed(open(MAP_BLOCK_V4)?, MAP_BLOCK_V4)?,
-            block_v6: typed(open(MAP_BLOCK_V6)?, MAP_BLOCK_V6)?,
-            bogon_v4: typed(open(MAP_BOGON_V4)?, MAP_BOGON_V4)?,
-            bogon_v6: typed(open(MAP_BOGON_V6)?, MAP_BOGON_V6)?,
-            _syn: Some(open(MAP_SYN_BUCKETS)?),
-        })
+        let mut set = MapSet::opened_with(&mut open)?;
+        set._syn = Some(open(MAP_SYN_BUCKETS)?);
+        Ok(set)
     }
 
-    /// Open the maps a running `portier` pinned under `pin_dir`.
-    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<MapSet> {
-        let open = |name: &str| -> anyhow::Result<Map> {
-            let path = pin_dir.join(name);
-            let data = MapData::from_pin(&path).with_context(|| {
-                format!(
-                    "cannot open {} — is portier running with XDP and pin_dir = {:?}?",
-                    path.display(),
-                    pin_dir
-                )
-            })?;
-            Map::from_map_data(data).with_context(|| format!("map {name}"))
-        };
+    /// The typed maps, each opened by `open(name)`; the SYN buckets are not
+    /// among them (only a process that hands them on keeps them).
+    fn opened_with(open: &mut impl FnMut(&str) -> anyhow::Result<Map>) -> anyhow::Result<MapSet> {
         Ok(MapSet {
             counters: typed(open(MAP_COUNTERS)?, MAP_COUNTERS)?,
             config: typed(open(MAP_CONFIG)?, MAP_CONFIG)?,
@@ -169,6 +152,21 @@ impl MapSet {
             bogon_v4: typed(open(MAP_BOGON_V4)?, MAP_BOGON_V4)?,
             bogon_v6: typed(open(MAP_BOGON_V6)?, MAP_BOGON_V6)?,
             _syn: None,
+        })
+    }
+
+    /// Open the maps a running `portier` pinned under `pin_dir`.
+    pub fn open_pinned(pin_dir: &Path) -> anyhow::Result<MapSet> {
+        MapSet::opened_with(&mut |name: &str| -> anyhow::Result<Map> {
+            let path = pin_dir.join(name);
+            let data = MapData::from_pin(&path).with_context(|| {
+                format!(
+                    "cannot open {} — is portier running with XDP and pin_dir = {:?}?",
+                    path.display(),
+                    pin_dir
+                )
+            })?;
+            Map::from_map_data(data).with_context(|| format!("map {name}"))
         })
     }
 

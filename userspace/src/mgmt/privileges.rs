@@ -164,19 +164,7 @@ pub fn drop_to(user: &RunAs, keep: &[u32]) -> anyhow::Result<()> {
         check(libc::setgroups(1, groups.as_ptr()), "setgroups")?;
         check(libc::setgid(user.gid), "setgid")?;
         check(libc::setuid(user.uid), "setuid")?;
-        let mut header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let data = mask(keep);
-        check(
-            libc::syscall(
-                libc::SYS_capset,
-                &mut header as *mut CapHeader,
-                data.as_ptr(),
-            ) as libc::c_int,
-            "capset",
-        )?;
+        set_caps(keep)?;
         check(
             libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0),
             "keepcaps off",
@@ -257,21 +245,26 @@ pub fn settle(keep: &[u32]) -> anyhow::Result<()> {
             ),
             "clearing ambient capabilities",
         )?;
-        let mut header = CapHeader {
-            version: LINUX_CAPABILITY_VERSION_3,
-            pid: 0,
-        };
-        let data = mask(keep);
-        check(
-            libc::syscall(
-                libc::SYS_capset,
-                &mut header as *mut CapHeader,
-                data.as_ptr(),
-            ) as libc::c_int,
-            "capset",
-        )?;
     }
-    Ok(())
+    set_caps(keep)
+}
+
+/// Permitted = effective = `keep`, nothing inheritable.
+fn set_caps(keep: &[u32]) -> anyhow::Result<()> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = mask(keep);
+    // SAFETY: header and data are valid for capset (version 3: two words).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        ) as libc::c_int
+    };
+    check(rc, "capset")
 }
 
 #[cfg(test)]

@@ -5,3 +5,4 @@ pub mod mini_acme;
 pub mod netns;
 pub mod pebble;
 pub mod proc;
+pub mod procfs;
