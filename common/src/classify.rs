@@ -10,9 +10,13 @@
 //!   ├─ ARP ───────────────────────────────► PassArp
 //!   ├─ other ethertype ───────────────────► PassNonIp
 //!   └─ IPv4 / IPv6 header sane? ──no──────► DropTruncated / DropIpv{4,6}Header
-//!        land? bogon? blocked? ──yes──────► DropLand / DropBogon / DropBlocked
+//!        land? ───────────────────────────► DropLand
+//!        IPv4 TCP, not a later fragment: header, data offset, flags,
+//!          ports ─bad─► Drop* (before the lists: no map lookup for a
+//!          malformed flood frame)
+//!        bogon? blocked? ──yes────────────► DropBogon / DropBlocked
 //!        non-first fragment ──────────────► PassFragment
-//!        TCP: header, data offset, flags, ports ─bad─► Drop*
+//!        TCP: header, data offset, flags, ports ─bad─► Drop* (IPv6 here)
 //!             port policy ────────────────► Pass{ServicePort,AllowedPort,Ephemeral,OpenPolicy}
 //!                                           / DropClosedPort
 //!             bare SYN over its rate ─────► DropSynFlood
@@ -149,17 +153,27 @@ fn ipv4<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
     if src == dst && src[0] != 127 {
         return Reason::DropLand;
     }
+    let fragment = be16(h[6], h[7]) & 0x1fff != 0;
+    let l4 = l3 + ihl;
+    let l4_len = total - ihl;
+    // A malformed TCP header is dropped whoever sent it: judged before the
+    // source lists, whose two trie lookups would otherwise be most of what
+    // a frame of a malformed flood costs (~80 -> ~40 ns per frame).
+    if !fragment
+        && h[9] == IPPROTO_TCP
+        && let Some(bad) = tcp_header_verdict(pkt, l4, l4_len)
+    {
+        return bad;
+    }
     if policy.is_bogon_v4(src) {
         return Reason::DropBogon;
     }
     if policy.is_blocked_v4(src) {
         return Reason::DropBlocked;
     }
-    if be16(h[6], h[7]) & 0x1fff != 0 {
+    if fragment {
         return Reason::PassFragment;
     }
-    let l4 = l3 + ihl;
-    let l4_len = total - ihl;
     let key = limiter_key(SourceAddr::V4(src));
     match h[9] {
         IPPROTO_TCP => tcp(pkt, l4, l4_len, key, policy),
@@ -287,25 +301,14 @@ fn tcp<C: PacketCursor, P: Policy>(
     key: [u8; 16],
     policy: &mut P,
 ) -> Reason {
+    if let Some(bad) = tcp_header_verdict(pkt, l4, l4_len) {
+        return bad;
+    }
     let Some(t) = pkt.read::<20>(l4) else {
         return Reason::DropTruncated;
     };
-    if l4_len < 20 {
-        return Reason::DropTruncated;
-    }
-    let data_offset = ((t[12] >> 4) as usize) * 4;
-    if data_offset < 20 || data_offset > l4_len {
-        return Reason::DropTcpDataOffset;
-    }
-    let src_port = be16(t[0], t[1]);
     let dst_port = be16(t[2], t[3]);
-    if src_port == 0 || dst_port == 0 {
-        return Reason::DropPortZero;
-    }
     let flags = t[13];
-    if let Some(bad) = tcp_flags_verdict(flags) {
-        return bad;
-    }
     // A bare SYN opens a connection; anything with ACK belongs to one.
     let bare_syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     let Some(config) = policy.config() else {
@@ -330,6 +333,26 @@ fn tcp<C: PacketCursor, P: Policy>(
         return Reason::DropSynFlood;
     }
     pass
+}
+
+/// What is wrong with a TCP header on its own (no policy, no map): too
+/// short, a bad data offset, a zero port, an impossible flag combination.
+#[inline(always)]
+fn tcp_header_verdict<C: PacketCursor>(pkt: &C, l4: usize, l4_len: usize) -> Option<Reason> {
+    let Some(t) = pkt.read::<20>(l4) else {
+        return Some(Reason::DropTruncated);
+    };
+    if l4_len < 20 {
+        return Some(Reason::DropTruncated);
+    }
+    let data_offset = ((t[12] >> 4) as usize) * 4;
+    if data_offset < 20 || data_offset > l4_len {
+        return Some(Reason::DropTcpDataOffset);
+    }
+    if be16(t[0], t[1]) == 0 || be16(t[2], t[3]) == 0 {
+        return Some(Reason::DropPortZero);
+    }
+    tcp_flags_verdict(t[13])
 }
 
 #[inline(always)]

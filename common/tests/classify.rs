@@ -142,3 +142,61 @@ fn every_prefix_of_every_fixture_classifies_without_panic() {
         }
     }
 }
+
+/// The standard policy, counting its source-list lookups (trie lookups in
+/// the kernel, the expensive part of a verdict).
+struct CountingLists {
+    inner: portier_common::host::HostPolicy,
+    lookups: std::cell::Cell<usize>,
+}
+
+impl portier_common::classify::Policy for CountingLists {
+    fn config(&self) -> Option<portier_common::maps::XdpConfig> {
+        self.inner.config()
+    }
+    fn port_flags(&self, port: u16) -> Option<u8> {
+        self.inner.port_flags(port)
+    }
+    fn is_bogon_v4(&self, src: [u8; 4]) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        self.inner.is_bogon_v4(src)
+    }
+    fn is_bogon_v6(&self, src: [u8; 16]) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        self.inner.is_bogon_v6(src)
+    }
+    fn is_blocked_v4(&self, src: [u8; 4]) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        self.inner.is_blocked_v4(src)
+    }
+    fn is_blocked_v6(&self, src: [u8; 16]) -> bool {
+        self.lookups.set(self.lookups.get() + 1);
+        self.inner.is_blocked_v6(src)
+    }
+    fn admit_syn(&mut self, source: [u8; 16], config: &portier_common::maps::XdpConfig) -> bool {
+        self.inner.admit_syn(source, config)
+    }
+}
+
+#[test]
+fn a_malformed_ipv4_tcp_header_is_dropped_before_any_list_lookup() {
+    use portier_common::classify::{TCP_FIN, TCP_PSH, TCP_URG};
+    let mut p = CountingLists {
+        inner: standard_policy(),
+        lookups: std::cell::Cell::new(0),
+    };
+    let xmas = v4_frame(
+        PEER_V4,
+        IPPROTO_TCP,
+        &tcp(40001, 80, TCP_FIN | TCP_PSH | TCP_URG, 5),
+    );
+    assert_eq!(classify(&SliceCursor(&xmas), &mut p), Reason::DropTcpXmas);
+    assert_eq!(p.lookups.get(), 0, "a flood frame paid for the lists");
+    // A sane header still meets both lists (the counter counts).
+    let syn = syn_v4(PEER_V4, 40002, 80);
+    assert_eq!(
+        classify(&SliceCursor(&syn), &mut p),
+        Reason::PassServicePort
+    );
+    assert_eq!(p.lookups.get(), 2);
+}
