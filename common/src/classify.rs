@@ -11,12 +11,12 @@
 //!   ├─ other ethertype ───────────────────► PassNonIp
 //!   └─ IPv4 / IPv6 header sane? ──no──────► DropTruncated / DropIpv{4,6}Header
 //!        land? ───────────────────────────► DropLand
-//!        IPv4 TCP, not a later fragment: header, data offset, flags,
+//!        IPv6 extension header chain bad? ► DropTruncated / DropIpv6Header
+//!        TCP, not a later fragment: header, data offset, flags,
 //!          ports ─bad─► Drop* (before the lists: no map lookup for a
 //!          malformed flood frame)
 //!        bogon? blocked? ──yes────────────► DropBogon / DropBlocked
 //!        non-first fragment ──────────────► PassFragment
-//!        TCP: header, data offset, flags, ports ─bad─► Drop* (IPv6 here)
 //!             port policy ────────────────► Pass{ServicePort,AllowedPort,Ephemeral,OpenPolicy}
 //!                                           / DropClosedPort
 //!             bare SYN over its rate ─────► DropSynFlood
@@ -203,18 +203,15 @@ fn ipv6<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
     if src == dst && !is_v6_loopback(&src) {
         return Reason::DropLand;
     }
-    if policy.is_bogon_v6(src) {
-        return Reason::DropBogon;
-    }
-    if policy.is_blocked_v6(src) {
-        return Reason::DropBlocked;
-    }
-
     // Walk the extension header chain so a TCP SYN wrapped in destination
-    // options still meets the port policy and the limiter.
+    // options still meets the port policy and the limiter. What is wrong
+    // with the chain or a TCP header on its own is dropped before the
+    // source lists (no trie lookup for a malformed flood frame); a later
+    // fragment passes only after them.
     let mut next = h[6];
     let mut off = l3 + 40;
     let mut remaining = payload;
+    let mut fragment = false;
     for _ in 0..IPV6_MAX_EXT_HEADERS {
         match next {
             IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS => {
@@ -237,7 +234,8 @@ fn ipv6<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
                     return Reason::DropIpv6Header;
                 }
                 if be16(e[2], e[3]) & 0xfff8 != 0 {
-                    return Reason::PassFragment;
+                    fragment = true;
+                    break;
                 }
                 next = e[0];
                 off += 8;
@@ -245,6 +243,21 @@ fn ipv6<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
             }
             _ => break,
         }
+    }
+    if !fragment
+        && next == IPPROTO_TCP
+        && let Some(bad) = tcp_header_verdict(pkt, off, remaining)
+    {
+        return bad;
+    }
+    if policy.is_bogon_v6(src) {
+        return Reason::DropBogon;
+    }
+    if policy.is_blocked_v6(src) {
+        return Reason::DropBlocked;
+    }
+    if fragment {
+        return Reason::PassFragment;
     }
     let key = limiter_key(SourceAddr::V6(src));
     match next {

@@ -179,7 +179,7 @@ impl portier_common::classify::Policy for CountingLists {
 }
 
 #[test]
-fn a_malformed_ipv4_tcp_header_is_dropped_before_any_list_lookup() {
+fn a_malformed_tcp_header_is_dropped_before_any_list_lookup() {
     use portier_common::classify::{TCP_FIN, TCP_PSH, TCP_URG};
     let mut p = CountingLists {
         inner: standard_policy(),
@@ -192,6 +192,13 @@ fn a_malformed_ipv4_tcp_header_is_dropped_before_any_list_lookup() {
     );
     assert_eq!(classify(&SliceCursor(&xmas), &mut p), Reason::DropTcpXmas);
     assert_eq!(p.lookups.get(), 0, "a flood frame paid for the lists");
+    let xmas6 = v6_frame(
+        PEER_V6,
+        IPPROTO_TCP,
+        &tcp(40001, 80, TCP_FIN | TCP_PSH | TCP_URG, 5),
+    );
+    assert_eq!(classify(&SliceCursor(&xmas6), &mut p), Reason::DropTcpXmas);
+    assert_eq!(p.lookups.get(), 0, "an IPv6 flood frame paid for the lists");
     // A sane header still meets both lists (the counter counts).
     let syn = syn_v4(PEER_V4, 40002, 80);
     assert_eq!(
