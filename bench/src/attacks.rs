@@ -504,7 +504,7 @@ fn outcome(
     attack: &str,
     idle: &[Vec<Latency>],
     attacked: &[Vec<Latency>],
-    mut summaries: Vec<serde_json::Value>,
+    summaries: Vec<serde_json::Value>,
     floor_us: u64,
 ) -> Outcome {
     let (idle, attacked) = (combine(idle), combine(attacked));
@@ -513,11 +513,8 @@ fn outcome(
         "portier-bench: {attack}: {}",
         if pass { "pass" } else { &why }
     );
-    let attacker = if summaries.len() == 1 {
-        summaries.remove(0)
-    } else {
-        serde_json::Value::Array(summaries)
-    };
+    // One summary per round, whatever the number of rounds.
+    let attacker = serde_json::Value::Array(summaries);
     Outcome {
         attack: attack.to_string(),
         idle,

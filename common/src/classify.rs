@@ -12,8 +12,8 @@
 //!   └─ IPv4 / IPv6 header sane? ──no──────► DropTruncated / DropIpv{4,6}Header
 //!        land? ───────────────────────────► DropLand
 //!        IPv6 extension header chain bad? ► DropTruncated / DropIpv6Header
-//!        TCP, not a later fragment: header, data offset, flags,
-//!          ports ─bad─► Drop* (before the lists: no map lookup for a
+//!        TCP, not a later fragment: header, data offset, ports,
+//!          flags ─bad─► Drop* (before the lists: no map lookup for a
 //!          malformed flood frame)
 //!        bogon? blocked? ──yes────────────► DropBogon / DropBlocked
 //!        non-first fragment ──────────────► PassFragment
@@ -176,7 +176,7 @@ fn ipv4<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
     }
     let key = limiter_key(SourceAddr::V4(src));
     match h[9] {
-        IPPROTO_TCP => tcp(pkt, l4, l4_len, key, policy),
+        IPPROTO_TCP => tcp(pkt, l4, key, policy),
         IPPROTO_UDP => udp(pkt, l4, l4_len, policy),
         IPPROTO_ICMP => icmp(pkt, l4, l4_len, false, policy),
         _ => Reason::PassOtherProto,
@@ -261,7 +261,7 @@ fn ipv6<C: PacketCursor, P: Policy>(pkt: &C, l3: usize, policy: &mut P) -> Reaso
     }
     let key = limiter_key(SourceAddr::V6(src));
     match next {
-        IPPROTO_TCP => tcp(pkt, off, remaining, key, policy),
+        IPPROTO_TCP => tcp(pkt, off, key, policy),
         IPPROTO_UDP => udp(pkt, off, remaining, policy),
         IPPROTO_ICMPV6 => icmp(pkt, off, remaining, true, policy),
         _ => Reason::PassOtherProto,
@@ -307,16 +307,9 @@ fn in_ephemeral(port: u16, config: &XdpConfig) -> bool {
 }
 
 #[inline(always)]
-fn tcp<C: PacketCursor, P: Policy>(
-    pkt: &C,
-    l4: usize,
-    l4_len: usize,
-    key: [u8; 16],
-    policy: &mut P,
-) -> Reason {
-    if let Some(bad) = tcp_header_verdict(pkt, l4, l4_len) {
-        return bad;
-    }
+fn tcp<C: PacketCursor, P: Policy>(pkt: &C, l4: usize, key: [u8; 16], policy: &mut P) -> Reason {
+    // The header itself was judged (`tcp_header_verdict`) before the
+    // source lists, by both callers.
     let Some(t) = pkt.read::<20>(l4) else {
         return Reason::DropTruncated;
     };

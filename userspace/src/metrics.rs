@@ -25,8 +25,9 @@ pub struct ReactorCounters {
     pub http2_streams_reset: AtomicU64,
     /// HTTP/2 streams reset because their send window stayed shut.
     pub http2_streams_stalled: AtomicU64,
-    /// HTTP/2 requests that ended in the input that opened them, before
-    /// any backend was asked (rapid reset, MadeYouReset).
+    /// HTTP/2 requests that ended (reset by either side, or refused) in
+    /// the input that opened them, before any backend was asked (rapid
+    /// reset, MadeYouReset).
     pub http2_resets_before_dispatch: AtomicU64,
     pub http2_goaways: AtomicU64,
     /// Latency histogram (cumulative on render), plus sum in microseconds.
@@ -108,7 +109,7 @@ pub fn render_reactor_counters(control: &Control, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "# HELP portier_http2_resets_before_dispatch_total HTTP/2 requests reset in the same input that opened them, dropped before any backend was asked."
+        "# HELP portier_http2_resets_before_dispatch_total HTTP/2 requests that ended (reset by either side, or refused) in the same input that opened them, dropped before any backend was asked."
     );
     let _ = writeln!(
         out,

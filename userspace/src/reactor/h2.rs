@@ -349,9 +349,11 @@ impl Reactor {
             }
             Some(Routed::Proxy(ex)) => {
                 let xid = ExchangeId(self.exchanges.insert(*ex));
-                if let Some(h) = self.h2_client(token) {
-                    h.streams.insert(sid, xid);
-                }
+                let Some(h) = self.h2_client(token) else {
+                    self.drop_exchange(xid);
+                    return;
+                };
+                h.streams.insert(sid, xid);
                 // Not yet: a RST_STREAM later in the same input (rapid
                 // reset, CVE-2023-44487) or a stream error the client caused
                 // (MadeYouReset) then costs no backend connection.
@@ -369,8 +371,8 @@ impl Reactor {
             return;
         }
         // Taken out while dispatching (kept for reuse, no allocation per
-        // batch); entries pushed meanwhile belong to a nested batch, which
-        // has sent them already.
+        // batch). Dispatching never routes a new request, so nothing is
+        // pushed meanwhile.
         let mut list = std::mem::take(&mut self.h2_undispatched);
         for &(token, sid, xid) in &list[from..] {
             let closing = matches!(self.conns.get(token.0), Some(Conn::Client(c)) if c.closing);
@@ -386,8 +388,8 @@ impl Reactor {
                     .fetch_add(1, Ordering::Relaxed);
             }
         }
+        debug_assert!(self.h2_undispatched.is_empty());
         list.truncate(from);
-        list.append(&mut self.h2_undispatched);
         self.h2_undispatched = list;
     }
 

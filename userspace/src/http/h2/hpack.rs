@@ -411,7 +411,7 @@ impl Encoder {
         Encoder::default()
     }
 
-    /// Append the block for `fields` (names already lowercase).
+    /// Append the block for `fields` (names lowercased on the way).
     pub fn encode<'a>(
         &mut self,
         fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
@@ -669,5 +669,30 @@ mod tests {
         e.encode(fields.iter().copied(), &mut out2);
         assert_ne!(out2[0], 0x20);
         assert_eq!(decode_all(&mut d, &out2).unwrap(), want);
+    }
+
+    #[test]
+    fn names_are_lowercased_and_static_entries_still_found() {
+        let mut e = Encoder::new();
+        let mut out = Vec::new();
+        e.encode(
+            [
+                (&b"Content-Type"[..], &b"text/plain"[..]),
+                (b"X-Request-ID", b"Ab"),
+                (b":status", b"200"),
+            ],
+            &mut out,
+        );
+        // `:status: 200` is static entry 8: one octet after the size update.
+        assert!(out.ends_with(&[0x80 | 8]), "{out:?}");
+        let got = decode_all(&mut Decoder::new(4096), &out).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (b"content-type".to_vec(), b"text/plain".to_vec()),
+                (b"x-request-id".to_vec(), b"Ab".to_vec()),
+                (b":status".to_vec(), b"200".to_vec()),
+            ]
+        );
     }
 }

@@ -195,10 +195,6 @@ impl ServerConn {
     }
 }
 
-/// Response fields for HTTP/2: lowercase names; pseudo-header and
-/// connection-specific fields dropped (§8.2.2), `te` kept only as
-/// `trailers`; names that are not tokens and values with CR, LF or NUL
-/// dropped (§8.2.1).
 /// A field the response may carry over HTTP/2: a token name, not
 /// connection-specific (§8.2.2; `te` only as `trailers`), no CR, LF or NUL
 /// in the value. Checked case-insensitively; the encoder lowercases.
