@@ -109,15 +109,27 @@ fn wrk_load(c: &mut Contestant, dir: &Path, w: &Wrk<'_>) -> Load {
             failed: Some(run.failed),
         };
     }
-    let cpu = match (c.kind, before, after) {
-        (Kind::Direct, ..) => Err("no proxy".to_string()),
-        (_, Some((u0, s0)), Some((u1, s1))) => Ok((u1 - u0 + s1 - s0) / run.requests as f64 * 1e6),
-        _ => Err("could not read /proc/PID/stat".to_string()),
+    let cpu = match c.kind {
+        Kind::Direct => Err("no proxy".to_string()),
+        _ => cpu_per_request(before, after, run.requests),
     };
     Load {
         rps: Ok(run.rps()),
         cpu,
         failed: Some(run.failed),
+    }
+}
+
+/// Microseconds of proxy CPU (utime+stime) per request between two
+/// `cpu_of` readings.
+fn cpu_per_request(
+    before: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+    requests: u64,
+) -> Result<f64, String> {
+    match (before, after) {
+        (Some((u0, s0)), Some((u1, s1))) => Ok((u1 - u0 + s1 - s0) / requests as f64 * 1e6),
+        _ => Err("could not read /proc/PID/stat".to_string()),
     }
 }
 
@@ -294,15 +306,11 @@ fn http2(cs: &mut [Contestant], s: &Settings) -> Vec<Figure> {
                 let why = format!("no request succeeded ({})", r.failures().describe());
                 (Err(why.clone()), Some(r.failures()), Err(why))
             }
-            Ok(r) => {
-                let used = match (before, after) {
-                    (Some((u0, s0)), Some((u1, s1))) => {
-                        Ok((u1 - u0 + s1 - s0) / r.succeeded as f64 * 1e6)
-                    }
-                    _ => Err("could not read /proc/PID/stat".to_string()),
-                };
-                (Ok(r.rps), Some(r.failures()), used)
-            }
+            Ok(r) => (
+                Ok(r.rps),
+                Some(r.failures()),
+                cpu_per_request(before, after, r.succeeded),
+            ),
             Err(e) => (Err(format!("{e:#}")), None, Err(format!("{e:#}"))),
         };
         eprintln!(
