@@ -56,9 +56,17 @@ fn a_hundred_reloads_under_load_lose_no_request() {
             let mut c = Conn::open(addr);
             while !stop.load(Ordering::Relaxed) {
                 c.send(format!("GET /x HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes());
+                let sent = std::time::Instant::now();
                 match c.try_response() {
                     Some(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => {
+                    other => {
+                        // What the next person needs to find the cause.
+                        eprintln!(
+                            "HTTP/1.1 request failed after {:?}: {:?}",
+                            sent.elapsed(),
+                            other
+                                .map(|r| (r.status, String::from_utf8_lossy(&r.body).into_owned()))
+                        );
                         failed.fetch_add(1, Ordering::Relaxed);
                         c = Conn::open(addr);
                         0
