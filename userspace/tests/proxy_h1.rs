@@ -950,3 +950,39 @@ fn header_names_with_underscores_are_dropped() {
         Some("forged")
     );
 }
+
+/// A pooled backend connection that the idle timeout closed must leave the
+/// pool: its slot is reused by the next connection, and a stale pool entry
+/// pointing there once made a request for the first backend close a busy
+/// connection to another one, whose client then waited forever.
+#[test]
+fn a_backend_connection_closed_while_idle_leaves_the_pool() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let p = Proxy::start_with_threads(
+        1,
+        "",
+        &format!(
+            "[limits]\nbackend_keepalive_ms = 200\n{}{}",
+            app("one", "one.localhost", &[&a], ""),
+            app("two", "two.localhost", &[&b], "")
+        ),
+    );
+    // Client connections first, so that only backend connections take and
+    // free slots from here on.
+    let (mut one, mut two) = (Conn::open(p.addr), Conn::open(p.addr));
+    let get_on = |c: &mut Conn, host: &str, path: &str| {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+    };
+    get_on(&mut one, "one.localhost", "/");
+    assert_eq!(one.response().status, 200);
+    // The idle connection to `a` times out and is closed.
+    std::thread::sleep(Duration::from_millis(600));
+    // A slow request to `b` opens a connection, in the slot just freed.
+    get_on(&mut two, "two.localhost", "/slow/1000");
+    std::thread::sleep(Duration::from_millis(200));
+    // A request for `a` while `b`'s connection is busy.
+    get_on(&mut one, "one.localhost", "/");
+    assert_eq!(one.response().status, 200);
+    let slow = two.try_response().map(|r| r.status);
+    assert_eq!(slow, Some(200), "the busy connection to b kept its request");
+}

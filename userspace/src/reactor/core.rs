@@ -26,7 +26,6 @@ use crate::exchange::{ConnId, Exchange, ExchangeId};
 use crate::http::HttpError;
 use crate::http::answer::Answer;
 use crate::http::forward::Scheme;
-use crate::http::h1::client::State as ConnState;
 use crate::http::h1::server::{Expired, ServerConn, ServerTimeouts};
 use crate::proxy_protocol::Rejected;
 use crate::sched::balance::Grant;
@@ -649,7 +648,11 @@ impl Reactor {
             return;
         };
         let _ = self.poll.registry().deregister(&mut u.sock);
-        if u.conn.state() == ConnState::Idle {
+        // Only a pooled connection carries nothing. Its machine may say
+        // Closed already (idle timeout, bytes while idle): the pool entry
+        // must go whatever the state, or the freed slot's next tenant
+        // would be taken from the pool as this connection.
+        if matches!(u.link, Link::None) {
             self.pool.remove(u.addr, cid(token));
         }
     }

@@ -285,6 +285,11 @@ impl Reactor {
         let mut pooled = None;
         while let Some(c) = self.pool.take(addr) {
             match self.conns.get(c.0) {
+                // Never one that carries something or goes elsewhere: the
+                // pool holds ids, and an id outlives its connection.
+                Some(Conn::Upstream(u)) if !matches!(u.link, Link::None) || u.addr != addr => {
+                    debug_assert!(false, "a pool entry for a connection in use");
+                }
                 Some(Conn::Upstream(u)) if !u.eof && u.conn.state() == ConnState::Idle => {
                     pooled = Some(tok(c));
                     break;
