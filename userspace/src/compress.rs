@@ -93,32 +93,26 @@ pub fn should_compress(head: &ResponseHead, is_head_request: bool, min_size: u64
 /// Rewrite the head of a response that will be gzipped: no Content-Length,
 /// `Content-Encoding: gzip`, `Vary: Accept-Encoding`, strong ETag weakened.
 pub fn rewrite_head(head: &mut ResponseHead) {
-    head.headers.retain(|(n, _)| {
+    head.headers.retain(|n, _| {
         !n.eq_ignore_ascii_case("content-length") && !n.eq_ignore_ascii_case("content-encoding")
     });
-    for (n, v) in head.headers.iter_mut() {
+    let mut has_vary = false;
+    head.headers.map_values(|n, v| {
         if n.eq_ignore_ascii_case("etag") && v.first() == Some(&b'"') {
-            let mut weak = b"W/".to_vec();
-            weak.extend_from_slice(v);
-            *v = weak;
+            return Some([&b"W/"[..], v].concat());
         }
-    }
-    head.headers
-        .push(("Content-Encoding".into(), b"gzip".to_vec()));
-    let vary = head
-        .headers
-        .iter_mut()
-        .find(|(n, _)| n.eq_ignore_ascii_case("vary"));
-    match vary {
-        Some((_, v)) => {
+        if n.eq_ignore_ascii_case("vary") && !has_vary {
+            has_vary = true;
             let s = String::from_utf8_lossy(v).to_ascii_lowercase();
             if !s.contains("accept-encoding") && !s.contains('*') {
-                v.extend_from_slice(b", Accept-Encoding");
+                return Some([v, &b", Accept-Encoding"[..]].concat());
             }
         }
-        None => head
-            .headers
-            .push(("Vary".into(), b"Accept-Encoding".to_vec())),
+        None
+    });
+    head.headers.push("Content-Encoding", b"gzip");
+    if !has_vary {
+        head.headers.push("Vary", b"Accept-Encoding");
     }
 }
 

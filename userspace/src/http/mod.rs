@@ -75,6 +75,7 @@
 
 pub mod answer;
 pub mod error;
+pub mod fields;
 pub mod forward;
 pub mod h1;
 pub mod h2;

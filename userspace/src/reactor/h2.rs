@@ -506,8 +506,7 @@ impl Reactor {
         refs.extend(
             head.headers
                 .iter()
-                .filter(|(n, _)| !(chunked && n.eq_ignore_ascii_case("content-length")))
-                .map(|(n, v)| (n.as_str(), v.as_slice())),
+                .filter(|(n, _)| !(chunked && n.eq_ignore_ascii_case("content-length"))),
         );
         refs.extend(extra.iter().map(|(n, v)| (*n, v.as_slice())));
         let no_body = backend_kind == BodyKind::None;

@@ -48,7 +48,7 @@ impl Conn<'_> {
         let headers: Vec<[String; 2]> = head
             .headers
             .iter()
-            .map(|(n, v)| [n.clone(), String::from_utf8_lossy(v).into_owned()])
+            .map(|(n, v)| [n.to_owned(), String::from_utf8_lossy(v).into_owned()])
             .collect();
         let json = serde_json::json!({
             "backend": self.name,

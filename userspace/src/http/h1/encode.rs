@@ -314,7 +314,7 @@ fn forwarded_fields<'a>(
         let dropped = hop_by_hop(name)
             || extra.iter().any(|(e, _)| name.eq_ignore_ascii_case(e))
             || (!protected.iter().any(|p| name.eq_ignore_ascii_case(p)) && connection_named(name));
-        (!dropped).then_some((name.as_str(), value.as_slice()))
+        (!dropped).then_some((name, value))
     })
 }
 

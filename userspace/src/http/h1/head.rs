@@ -19,15 +19,7 @@
 use crate::http::{HttpError, Limits};
 
 /// Field lines as received: name as sent, raw value (OWS trimmed), in order.
-pub type Headers = Vec<(String, Vec<u8>)>;
-
-/// First value of `name` (ASCII case-insensitive), if any.
-pub fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
-}
+pub use crate::http::fields::Fields as Headers;
 
 /// Outcome of [`scan_head`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,12 +338,32 @@ pub(crate) fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
     })
 }
 
-/// Copy httparse fields into owned [`Headers`].
+/// Slots for the tokenizer's fields: on the stack for a usual head, on the
+/// heap for a big one (the line scanner counted them, so exactly enough).
+pub(crate) fn tokenizer_slots<'a, 'b>(
+    n: usize,
+    stack: &'a mut [httparse::Header<'b>; 32],
+    heap: &'a mut Vec<httparse::Header<'b>>,
+) -> &'a mut [httparse::Header<'b>] {
+    if n <= stack.len() {
+        stack.get_mut(..n).unwrap_or_default()
+    } else {
+        *heap = vec![httparse::EMPTY_HEADER; n];
+        heap
+    }
+}
+
+/// Copy httparse fields into owned [`Headers`]: three allocations, sized
+/// exactly.
 pub(crate) fn own_headers(headers: &[httparse::Header<'_>]) -> Headers {
-    headers
+    let (names, values) = headers
         .iter()
-        .map(|h| (h.name.to_owned(), h.value.to_vec()))
-        .collect()
+        .fold((0, 0), |(n, v), h| (n + h.name.len(), v + h.value.len()));
+    let mut owned = Headers::with_capacity(headers.len(), names, values);
+    for h in headers {
+        owned.push(h.name, h.value);
+    }
+    owned
 }
 
 #[cfg(test)]
@@ -520,12 +532,5 @@ mod tests {
                 bad.escape_ascii()
             );
         }
-    }
-
-    #[test]
-    fn find_header_is_case_insensitive_and_first() {
-        let h: Headers = vec![("X-A".into(), b"1".to_vec()), ("x-a".into(), b"2".to_vec())];
-        assert_eq!(find_header(&h, "x-A"), Some(&b"1"[..]));
-        assert_eq!(find_header(&h, "x-b"), None);
     }
 }

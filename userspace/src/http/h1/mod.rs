@@ -25,6 +25,6 @@ pub use encode::{
     encode_chunk, encode_last_chunk, encode_request_head, encode_response_head, error_response,
     reason_phrase,
 };
-pub use head::{Headers, find_header};
+pub use head::Headers;
 pub use request::{Host, RequestHead, parse_host, parse_request_head};
 pub use response::{ResponseHead, parse_response_head};

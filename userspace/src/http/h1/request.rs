@@ -16,8 +16,8 @@
 
 use super::body::BodyKind;
 use super::head::{
-    Framing, Headers, Scan, classify_request_error, find_header, framing, list_elements,
-    lists_token, own_headers, scan_head,
+    Framing, Headers, Scan, classify_request_error, framing, list_elements, lists_token,
+    own_headers, scan_head, tokenizer_slots,
 };
 use crate::http::{HttpError, Limits};
 
@@ -65,15 +65,12 @@ pub struct RequestHead {
 impl RequestHead {
     /// First value of `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find_header(&self.headers, name)
+        self.headers.find(name)
     }
 
     /// Every value of `name`, in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.values_of(name)
     }
 
     /// `HEAD` request: its response has no body (RFC 9110 §9.3.2).
@@ -142,8 +139,9 @@ pub fn parse_request_head(
         Scan::Complete { len, fields } => (buf.get(..len).unwrap_or(buf), fields, true),
         Scan::Partial { fields } => (buf, fields + 1, false),
     };
-    let mut fields = vec![httparse::EMPTY_HEADER; capacity];
-    let mut req = httparse::Request::new(&mut fields);
+    let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; 32], Vec::new());
+    let fields = tokenizer_slots(capacity, &mut stack, &mut heap);
+    let mut req = httparse::Request::new(fields);
     let len = match req.parse(slice) {
         Ok(httparse::Status::Complete(n)) if complete && n == slice.len() => n,
         Ok(httparse::Status::Partial) if !complete => return Ok(None),

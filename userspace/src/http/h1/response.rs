@@ -16,8 +16,8 @@
 
 use super::body::BodyKind;
 use super::head::{
-    Framing, Headers, Scan, find_header, framing, list_elements, lists_token, own_headers,
-    scan_head,
+    Framing, Headers, Scan, framing, list_elements, lists_token, own_headers, scan_head,
+    tokenizer_slots,
 };
 use crate::http::{HttpError, Limits};
 
@@ -42,7 +42,7 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// First value of `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find_header(&self.headers, name)
+        self.headers.find(name)
     }
 
     /// An interim 1xx other than 101 (e.g. `100 Continue`): forward it and
@@ -86,8 +86,9 @@ pub fn parse_response_head(
         Ok(Scan::Partial { fields }) => (buf, fields + 1, false),
         Err(e) => return Err(e.to_upstream()),
     };
-    let mut fields = vec![httparse::EMPTY_HEADER; capacity];
-    let mut res = httparse::Response::new(&mut fields);
+    let (mut stack, mut heap) = ([httparse::EMPTY_HEADER; 32], Vec::new());
+    let fields = tokenizer_slots(capacity, &mut stack, &mut heap);
+    let mut res = httparse::Response::new(fields);
     let len = match res.parse(slice) {
         Ok(httparse::Status::Complete(n)) if complete && n == slice.len() => n,
         Ok(httparse::Status::Partial) if !complete => return Ok(None),

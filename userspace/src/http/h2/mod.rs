@@ -131,6 +131,7 @@ use thiserror::Error;
 pub use conn::ServerConn;
 
 use crate::http::HttpError;
+use crate::http::fields::Fields;
 
 /// An HTTP/2 stream identifier (RFC 9113 §5.1.1); clients use odd ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -284,7 +285,8 @@ pub struct H2Request {
     pub authority: String,
     /// Origin-form path with query, or `*` for `OPTIONS`.
     pub path: String,
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Regular fields to forward, with room for a `host` in front.
+    pub headers: Fields,
     pub content_length: Option<u64>,
 }
 
@@ -293,8 +295,8 @@ impl H2Request {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 }
 

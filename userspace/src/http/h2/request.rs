@@ -18,6 +18,7 @@
 //!   proxy does not tunnel.
 
 use super::{ErrorCode, H2Request};
+use crate::http::fields::Fields;
 use crate::http::h1::head::is_token;
 use crate::http::h1::parse_host;
 use crate::http::{CONNECTION_SPECIFIC, HttpError, Limits};
@@ -55,7 +56,9 @@ pub fn is_malformed(e: HttpError) -> bool {
 /// block (keeping its table in sync) at a cost bounded by the block size.
 #[derive(Debug)]
 pub struct Collector {
-    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+    /// A name that is not UTF-8 is kept lossily: U+FFFD is no token
+    /// character, so it is refused where the name would have been.
+    pub fields: Fields,
     /// RFC 9113 §6.5.2 size: name + value + 32 per field.
     pub list_size: usize,
     pub error: Option<HttpError>,
@@ -68,7 +71,7 @@ pub struct Collector {
 impl Collector {
     pub fn new(max_list: usize, limits: Limits) -> Self {
         Collector {
-            fields: Vec::new(),
+            fields: Fields::new(),
             list_size: 0,
             error: None,
             regular: 0,
@@ -104,10 +107,10 @@ impl Collector {
         };
         if error.is_some() {
             self.error = error;
-            self.fields = Vec::new();
+            self.fields = Fields::new();
             return;
         }
-        self.fields.push((name.to_vec(), value.to_vec()));
+        self.fields.push(&String::from_utf8_lossy(name), value);
     }
 }
 
@@ -133,12 +136,11 @@ fn connection_specific(name: &[u8]) -> bool {
     CONNECTION_SPECIFIC.iter().any(|c| c.as_bytes() == name)
 }
 
-/// The bytes as a `String` (no copy: visible ASCII is UTF-8).
-fn ascii(v: Vec<u8>, err: HttpError) -> Result<String, HttpError> {
-    if v.iter().all(|b| b.is_ascii_graphic()) {
-        String::from_utf8(v).map_err(|_| err)
-    } else {
-        Err(err)
+/// The bytes as a `String`, if all visible ASCII.
+fn ascii(v: &[u8], err: HttpError) -> Result<String, HttpError> {
+    match std::str::from_utf8(v) {
+        Ok(s) if v.iter().all(u8::is_ascii_graphic) => Ok(s.to_owned()),
+        _ => Err(err),
     }
 }
 
@@ -187,20 +189,21 @@ pub fn build_request(
     let bad = HttpError::PeerInvalidRequestLine;
     let (mut method, mut scheme, mut authority, mut path) = (None, None, None, None);
     let mut seen_regular = false;
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(c.fields.len() + 1);
     let mut cookie: Option<Vec<u8>> = None;
-    let mut host: Option<Vec<u8>> = None;
+    let mut host: Option<&[u8]> = None;
     let mut content_length: Option<u64> = None;
-    for (name, value) in c.fields {
-        if let Some(pseudo) = name.strip_prefix(b":") {
+    // The regular fields that are forwarded as they are, and their bytes.
+    let (mut kept, mut kept_names, mut kept_values) = (0, 0, 0);
+    for (name, value) in c.fields.iter() {
+        if let Some(pseudo) = name.strip_prefix(':') {
             if seen_regular {
                 return Err(bad.into());
             }
             let slot = match pseudo {
-                b"method" => &mut method,
-                b"scheme" => &mut scheme,
-                b"authority" => &mut authority,
-                b"path" => &mut path,
+                "method" => &mut method,
+                "scheme" => &mut scheme,
+                "authority" => &mut authority,
+                "path" => &mut path,
                 _ => return Err(bad.into()),
             };
             if slot.replace(value).is_some() {
@@ -209,31 +212,35 @@ pub fn build_request(
             continue;
         }
         seen_regular = true;
-        check_regular(&name, &value)?;
-        match &name[..] {
-            b"cookie" => match &mut cookie {
+        check_regular(name.as_bytes(), value)?;
+        match name {
+            "cookie" => match &mut cookie {
                 Some(c) => {
                     c.extend_from_slice(b"; ");
-                    c.extend_from_slice(&value);
+                    c.extend_from_slice(value);
                 }
-                None => cookie = Some(value),
+                None => cookie = Some(value.to_vec()),
             },
-            b"host" => {
+            "host" => {
                 if host.replace(value).is_some() {
                     return Err(HttpError::PeerMultipleHost.into());
                 }
             }
-            b"content-length" => {
+            "content-length" => {
                 if content_length.is_some() {
                     return Err(HttpError::PeerConflictingContentLength.into());
                 }
-                content_length = Some(parse_content_length(&value)?);
+                content_length = Some(parse_content_length(value)?);
             }
-            _ => headers.push((field_name(name), value)),
+            _ => {
+                kept += 1;
+                kept_names += name.len();
+                kept_values += value.len();
+            }
         }
     }
     let method = method.ok_or(bad)?;
-    if !is_token(&method) {
+    if !is_token(method) {
         return Err(bad.into());
     }
     if method == b"CONNECT" {
@@ -256,17 +263,14 @@ pub fn build_request(
     // §8.3.1: :authority wins; Host must then name the same entity; no
     // userinfo. An HTTP/1.1 backend needs one of them.
     let authority = match (authority, host) {
-        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(&h) => {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
             return Err(HttpError::PeerInvalidHost.into());
         }
         (Some(a), _) => a,
         (None, Some(h)) => h,
         (None, None) => return Err(HttpError::PeerMissingHost.into()),
     };
-    parse_host(&authority)?;
-    if let Some(v) = cookie {
-        headers.push(("cookie".to_owned(), v));
-    }
+    parse_host(authority)?;
     if let Some(n) = content_length {
         if n > limits.max_body {
             return Err(HttpError::LimitBody.into());
@@ -274,6 +278,22 @@ pub fn build_request(
         if end_stream && n != 0 {
             return Err(HttpError::PeerIncompleteBody.into());
         }
+    }
+    // One buffer per head; room for the cookie and for the `host` field
+    // that the HTTP/1.1 translation puts first.
+    let cookie_len = cookie.as_ref().map_or(0, Vec::len);
+    let mut headers = Fields::with_capacity(
+        kept + 2,
+        kept_names + "cookie".len() + "host".len(),
+        kept_values + cookie_len + authority.len(),
+    );
+    for (name, value) in c.fields.iter() {
+        if !name.starts_with(':') && !matches!(name, "cookie" | "host" | "content-length") {
+            headers.push(name, value);
+        }
+    }
+    if let Some(v) = cookie {
+        headers.push("cookie", &v);
     }
     Ok(H2Request {
         method: ascii(method, bad)?,
@@ -285,23 +305,18 @@ pub fn build_request(
     })
 }
 
-/// A checked field name (a token, so ASCII) as a `String`, without a copy.
-fn field_name(name: Vec<u8>) -> String {
-    String::from_utf8(name).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
 /// Validate a trailer section (§8.1: no pseudo-header fields).
 pub fn build_trailers(c: Collector) -> Result<Vec<(String, Vec<u8>)>, HttpError> {
     if let Some(e) = c.error {
         return Err(e);
     }
     let mut out = Vec::with_capacity(c.fields.len());
-    for (name, value) in c.fields {
-        if name.starts_with(b":") {
+    for (name, value) in c.fields.iter() {
+        if name.starts_with(':') {
             return Err(HttpError::PeerInvalidHeaderName);
         }
-        check_regular(&name, &value)?;
-        out.push((field_name(name), value));
+        check_regular(name.as_bytes(), value)?;
+        out.push((name.to_owned(), value.to_vec()));
     }
     Ok(out)
 }
@@ -355,10 +370,9 @@ mod tests {
         assert_eq!(r.path, "/x?y=1");
         assert_eq!(
             r.headers,
-            vec![
-                ("accept".to_owned(), b"*/*".to_vec()),
-                ("cookie".to_owned(), b"a=1; b=2".to_vec())
-            ]
+            [("accept", "*/*"), ("cookie", "a=1; b=2")]
+                .into_iter()
+                .collect()
         );
     }
 

@@ -27,9 +27,8 @@ pub fn to_h1(req: H2Request, end_stream: bool) -> Result<RequestHead, HttpError>
         (false, Some(n)) => BodyKind::Length(n),
         (false, None) => BodyKind::Chunked,
     };
-    let mut headers = Vec::with_capacity(req.headers.len() + 1);
-    headers.push(("host".to_string(), req.authority.clone().into_bytes()));
-    headers.extend(req.headers);
+    let mut headers = req.headers;
+    headers.insert(0, "host", req.authority.as_bytes());
     Ok(RequestHead {
         method: req.method,
         target: req.path,
@@ -58,10 +57,9 @@ mod tests {
             scheme: "https".into(),
             authority: authority.into(),
             path: "/a?b=c".into(),
-            headers: vec![
-                ("accept".into(), b"*/*".to_vec()),
-                ("cookie".into(), b"a=1; b=2".to_vec()),
-            ],
+            headers: [("accept", "*/*"), ("cookie", "a=1; b=2")]
+                .into_iter()
+                .collect(),
             content_length,
         }
     }
@@ -106,10 +104,10 @@ mod tests {
         let mut r = req("x.test", None);
         r.method = "GET".into();
         r.headers.extend([
-            ("x_forwarded_for".to_string(), b"6.6.6.6".to_vec()),
-            ("transfer_encoding".to_string(), b"chunked".to_vec()),
-            ("content_length".to_string(), b"5".to_vec()),
-            ("x_request_id".to_string(), b"forged".to_vec()),
+            ("x_forwarded_for", "6.6.6.6"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "5"),
+            ("x_request_id", "forged"),
         ]);
         let head = to_h1(r, true).expect("ok");
         assert!(head.upgrade.is_none() && !head.is_websocket_upgrade());
