@@ -451,21 +451,18 @@ impl Exchange {
     /// Fields Portier adds to every response it forwards, whatever the
     /// protocol: the request id, HSTS when forced, and the sticky cookie
     /// when the client is not already bound to the backend that answered.
-    pub fn response_extras(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut extra = vec![(
-            "X-Request-ID",
-            self.route.request.request_id.clone().into_bytes(),
-        )];
-        if let Some(h) = &self.route.extras.hsts {
-            extra.push(("Strict-Transport-Security", h.clone().into_bytes()));
+    pub fn response_extras(&self) -> ResponseFields<'_> {
+        let cookie = match (&self.route.extras.sticky, self.backend()) {
+            (Some(st), Some(b)) if self.route.extras.preferred != Some(b) => {
+                st.set_cookie(b, self.route.extras.secure)
+            }
+            _ => None,
+        };
+        ResponseFields {
+            request_id: &self.route.request.request_id,
+            hsts: self.route.extras.hsts.as_deref(),
+            cookie,
         }
-        if let (Some(st), Some(b)) = (&self.route.extras.sticky, self.backend())
-            && self.route.extras.preferred != Some(b)
-            && let Some(c) = st.set_cookie(b, self.route.extras.secure)
-        {
-            extra.push(("Set-Cookie", c.into_bytes()));
-        }
-        extra
     }
 
     /// The response is complete.
@@ -509,5 +506,54 @@ impl Exchange {
             _ => return None,
         };
         Some(e)
+    }
+}
+
+/// The fields of [`Exchange::response_extras`], borrowed from the exchange
+/// but for a sticky cookie (no copy per response).
+pub struct ResponseFields<'a> {
+    request_id: &'a str,
+    hsts: Option<&'a str>,
+    cookie: Option<String>,
+}
+
+impl ResponseFields<'_> {
+    /// As the encoders' `extra`: name/value pairs, in order.
+    pub fn pairs(&self) -> Pairs<'_> {
+        let mut pairs = Pairs {
+            items: [("", &[][..]); 3],
+            len: 0,
+        };
+        pairs.push("X-Request-ID", self.request_id.as_bytes());
+        if let Some(h) = self.hsts {
+            pairs.push("Strict-Transport-Security", h.as_bytes());
+        }
+        if let Some(c) = &self.cookie {
+            pairs.push("Set-Cookie", c.as_bytes());
+        }
+        pairs
+    }
+}
+
+/// Up to three name/value pairs on the stack, seen as a slice.
+pub struct Pairs<'a> {
+    items: [(&'static str, &'a [u8]); 3],
+    len: usize,
+}
+
+impl<'a> Pairs<'a> {
+    fn push(&mut self, name: &'static str, value: &'a [u8]) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = (name, value);
+            self.len += 1;
+        }
+    }
+}
+
+impl<'a> std::ops::Deref for Pairs<'a> {
+    type Target = [(&'static str, &'a [u8])];
+
+    fn deref(&self) -> &Self::Target {
+        self.items.get(..self.len).unwrap_or_default()
     }
 }

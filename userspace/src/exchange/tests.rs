@@ -273,7 +273,7 @@ fn http10_clients_get_chunked_responses_close_delimited_and_gzip_rewrites_the_he
     );
     assert!(matches!(gz.out, OutMode::Gzip { .. }));
     let extras = gz.response_extras();
-    assert_eq!(extras[0], ("X-Request-ID", b"rid".to_vec()));
+    assert_eq!(extras.pairs()[..], [("X-Request-ID", &b"rid"[..])]);
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //! whatever the end user typed and is never trusted. When the peer is not
 //! trusted, the incoming chain is discarded and both fields are the peer.
 
+use core::fmt::Write;
 use core::net::IpAddr;
 
 use super::h1::head::list_elements;
@@ -63,33 +64,59 @@ pub struct ForwardInput<'a> {
     pub start: (u64, u32),
 }
 
-/// The six forwarding fields, as values.
+/// The six forwarding fields, as values, in one buffer (one allocation
+/// per request instead of one per field).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardHeaders {
-    /// `X-Forwarded-For`.
-    pub forwarded_for: String,
-    /// `X-Real-Ip`.
-    pub real_ip: String,
+    /// The values of `X-Forwarded-For`, `X-Real-Ip`, `X-Forwarded-Port`,
+    /// `X-Request-ID` and `X-Request-Start`, back to back.
+    values: String,
+    /// Where each of them ends in `values`.
+    ends: [usize; 5],
     /// `X-Forwarded-Proto`.
     pub proto: &'static str,
-    /// `X-Forwarded-Port`.
-    pub port: String,
-    /// `X-Request-ID`; also to be returned on the response.
-    pub request_id: String,
-    /// `X-Request-Start`.
-    pub request_start: String,
 }
 
 impl ForwardHeaders {
+    fn value(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p]);
+        self.values.get(start..self.ends[i]).unwrap_or_default()
+    }
+
+    /// `X-Forwarded-For`.
+    pub fn forwarded_for(&self) -> &str {
+        self.value(0)
+    }
+
+    /// `X-Real-Ip`.
+    pub fn real_ip(&self) -> &str {
+        self.value(1)
+    }
+
+    /// `X-Forwarded-Port`.
+    pub fn port(&self) -> &str {
+        self.value(2)
+    }
+
+    /// `X-Request-ID`; also to be returned on the response.
+    pub fn request_id(&self) -> &str {
+        self.value(3)
+    }
+
+    /// `X-Request-Start`.
+    pub fn request_start(&self) -> &str {
+        self.value(4)
+    }
+
     /// Name/value pairs for `encode_request_head`'s `extra`.
     pub fn fields(&self) -> [(&'static str, &[u8]); 6] {
         [
-            ("X-Forwarded-For", self.forwarded_for.as_bytes()),
-            ("X-Real-Ip", self.real_ip.as_bytes()),
+            ("X-Forwarded-For", self.forwarded_for().as_bytes()),
+            ("X-Real-Ip", self.real_ip().as_bytes()),
             ("X-Forwarded-Proto", self.proto.as_bytes()),
-            ("X-Forwarded-Port", self.port.as_bytes()),
-            ("X-Request-ID", self.request_id.as_bytes()),
-            ("X-Request-Start", self.request_start.as_bytes()),
+            ("X-Forwarded-Port", self.port().as_bytes()),
+            ("X-Request-ID", self.request_id().as_bytes()),
+            ("X-Request-Start", self.request_start().as_bytes()),
         ]
     }
 }
@@ -109,41 +136,49 @@ pub fn is_sane_request_id(id: &[u8]) -> bool {
 
 /// Build the forwarding fields for one request.
 pub fn forward_headers(input: &ForwardInput<'_>) -> ForwardHeaders {
-    let peer = canonical(input.peer_ip).to_string();
-    let incoming: Vec<&[u8]> = if input.peer_trusted {
+    let peer = canonical(input.peer_ip);
+    let incoming = || {
         input
             .incoming_xff
             .iter()
+            .filter(|_| input.peer_trusted)
             .flat_map(|v| list_elements(v))
             .filter(|e| !e.is_empty())
-            .collect()
-    } else {
-        Vec::new()
     };
-    let mut forwarded_for = String::new();
-    for element in &incoming {
+    let incoming_len: usize = incoming().map(|e| e.len() + 2).sum();
+    let mut values = String::with_capacity(160 + incoming_len);
+    let mut ends = [0; 5];
+    // Writing into a String cannot fail.
+    for element in incoming() {
         // Values came through the head parser (no CTLs); keep them as they
         // are, lossily for non-UTF-8 obs-text.
-        forwarded_for.push_str(&String::from_utf8_lossy(element));
-        forwarded_for.push_str(", ");
+        values.push_str(&String::from_utf8_lossy(element));
+        values.push_str(", ");
     }
-    forwarded_for.push_str(&peer);
-    let real_ip = incoming
+    let _ = write!(values, "{peer}");
+    ends[0] = values.len();
+    let real_ip = incoming()
         .last()
-        .and_then(|e| parse_xff_ip(e))
-        .map_or(peer, |ip| canonical(ip).to_string());
-    let request_id = match input.incoming_request_id {
-        Some(id) if is_sane_request_id(id) => String::from_utf8_lossy(id).into_owned(),
-        _ => input.generated_id.hyphenated().to_string(),
-    };
+        .and_then(parse_xff_ip)
+        .map_or(peer, canonical);
+    let _ = write!(values, "{real_ip}");
+    ends[1] = values.len();
+    let _ = write!(values, "{}", input.port);
+    ends[2] = values.len();
+    match input.incoming_request_id {
+        Some(id) if is_sane_request_id(id) => values.push_str(&String::from_utf8_lossy(id)),
+        _ => {
+            let _ = write!(values, "{}", input.generated_id.hyphenated());
+        }
+    }
+    ends[3] = values.len();
     let (secs, millis) = input.start;
+    let _ = write!(values, "t={secs}.{:03}", millis.min(999));
+    ends[4] = values.len();
     ForwardHeaders {
-        forwarded_for,
-        real_ip,
+        values,
+        ends,
         proto: input.scheme.as_str(),
-        port: input.port.to_string(),
-        request_id,
-        request_start: format!("t={secs}.{:03}", millis.min(999)),
     }
 }
 
@@ -193,8 +228,8 @@ mod tests {
     #[test]
     fn untrusted_peer_replaces_the_chain() {
         let h = forward_headers(&input("203.0.113.7", false, &[b"1.1.1.1, 2.2.2.2"]));
-        assert_eq!(h.forwarded_for, "203.0.113.7");
-        assert_eq!(h.real_ip, "203.0.113.7");
+        assert_eq!(h.forwarded_for(), "203.0.113.7");
+        assert_eq!(h.real_ip(), "203.0.113.7");
     }
 
     #[test]
@@ -202,26 +237,23 @@ mod tests {
         let xff: &[&[u8]] = &[b"6.6.6.6, 198.51.100.1", b" 192.0.2.9 "];
         let h = forward_headers(&input("10.0.0.1", true, xff));
         assert_eq!(
-            h.forwarded_for,
+            h.forwarded_for(),
             "6.6.6.6, 198.51.100.1, 192.0.2.9, 10.0.0.1"
         );
-        assert_eq!(h.real_ip, "192.0.2.9");
+        assert_eq!(h.real_ip(), "192.0.2.9");
     }
 
     #[test]
     fn trusted_peer_without_chain_is_the_client() {
         let h = forward_headers(&input("10.0.0.1", true, &[]));
-        assert_eq!(
-            (h.forwarded_for.as_str(), h.real_ip.as_str()),
-            ("10.0.0.1", "10.0.0.1")
-        );
+        assert_eq!((h.forwarded_for(), h.real_ip()), ("10.0.0.1", "10.0.0.1"));
     }
 
     #[test]
     fn unparsable_rightmost_entry_falls_back_to_peer() {
         let h = forward_headers(&input("10.0.0.1", true, &[b"1.2.3.4, unknown"]));
-        assert_eq!(h.forwarded_for, "1.2.3.4, unknown, 10.0.0.1");
-        assert_eq!(h.real_ip, "10.0.0.1");
+        assert_eq!(h.forwarded_for(), "1.2.3.4, unknown, 10.0.0.1");
+        assert_eq!(h.real_ip(), "10.0.0.1");
     }
 
     #[test]
@@ -247,11 +279,11 @@ mod tests {
     #[test]
     fn maps_v4_mapped_peer_to_v4_and_keeps_v6() {
         assert_eq!(
-            forward_headers(&input("::ffff:192.0.2.3", false, &[])).real_ip,
+            forward_headers(&input("::ffff:192.0.2.3", false, &[])).real_ip(),
             "192.0.2.3"
         );
         assert_eq!(
-            forward_headers(&input("2001:db8::5", false, &[])).forwarded_for,
+            forward_headers(&input("2001:db8::5", false, &[])).forwarded_for(),
             "2001:db8::5"
         );
     }
@@ -259,26 +291,26 @@ mod tests {
     #[test]
     fn sets_proto_port_and_start() {
         let h = forward_headers(&input("192.0.2.1", false, &[]));
-        assert_eq!((h.proto, h.port.as_str()), ("https", "443"));
-        assert_eq!(h.request_start, "t=1693406590.527");
+        assert_eq!((h.proto, h.port()), ("https", "443"));
+        assert_eq!(h.request_start(), "t=1693406590.527");
         let mut i = input("192.0.2.1", false, &[]);
         i.scheme = Scheme::Http;
         i.port = 80;
         i.start = (7, 5);
         let h = forward_headers(&i);
         assert_eq!(
-            (h.proto, h.port.as_str(), h.request_start.as_str()),
+            (h.proto, h.port(), h.request_start()),
             ("http", "80", "t=7.005")
         );
         i.start = (7, 1500);
-        assert_eq!(forward_headers(&i).request_start, "t=7.999");
+        assert_eq!(forward_headers(&i).request_start(), "t=7.999");
     }
 
     #[test]
     fn keeps_sane_request_id_else_generates() {
         let mut i = input("192.0.2.1", false, &[]);
         i.incoming_request_id = Some(b"abc-123_x.y~z:+/=");
-        assert_eq!(forward_headers(&i).request_id, "abc-123_x.y~z:+/=");
+        assert_eq!(forward_headers(&i).request_id(), "abc-123_x.y~z:+/=");
         for bad in [
             &b""[..],
             b"has space",
@@ -288,7 +320,7 @@ mod tests {
         ] {
             i.incoming_request_id = Some(bad);
             assert_eq!(
-                forward_headers(&i).request_id,
+                forward_headers(&i).request_id(),
                 "01234567-89ab-cdef-0123-456789abcdef",
                 "{:?}",
                 bad.escape_ascii()
@@ -296,7 +328,7 @@ mod tests {
         }
         i.incoming_request_id = None;
         assert_eq!(
-            forward_headers(&i).request_id,
+            forward_headers(&i).request_id(),
             "01234567-89ab-cdef-0123-456789abcdef"
         );
     }

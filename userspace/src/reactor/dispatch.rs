@@ -80,16 +80,19 @@ impl Reactor {
             Decision::NotFound => {
                 return Some(Routed::Answer(Answer::error(
                     HttpError::RouteUnknownHost,
-                    fwd.request_id,
+                    fwd.request_id().to_owned(),
                 )));
             }
             Decision::Redirect(location) => {
-                return Some(Routed::Answer(Answer::redirect(location, fwd.request_id)));
+                return Some(Routed::Answer(Answer::redirect(
+                    location,
+                    fwd.request_id().to_owned(),
+                )));
             }
             Decision::AcmeChallenge(key_authorization) => {
                 return Some(Routed::Answer(Answer::challenge(
                     key_authorization,
-                    fwd.request_id,
+                    fwd.request_id().to_owned(),
                 )));
             }
         };
@@ -133,7 +136,7 @@ impl Reactor {
                 upgrade: head.is_websocket_upgrade(),
                 // Draining: this response ends the connection.
                 keep_alive: head.keep_alive && !self.is_draining(),
-                request_id: fwd.request_id,
+                request_id: fwd.request_id().to_owned(),
             },
             head: encoded,
             body,
@@ -275,7 +278,6 @@ impl Reactor {
             return;
         };
         let balancer = ex.route.balancer.clone();
-        let head = ex.route.head.clone();
         let Some(addr) = balancer.backend(id).map(|b| b.addr) else {
             self.release_slot(&balancer, id);
             self.fail_exchange(xid, HttpError::NoBackend);
@@ -300,16 +302,24 @@ impl Reactor {
         }
         let up = match pooled {
             Some(t) => {
-                if let Some(Conn::Upstream(u)) = self.conns.get_mut(t.0) {
+                // The head stays with the exchange (a retry sends it again).
+                if let (Some(Conn::Upstream(u)), Some(ex)) =
+                    (self.conns.get_mut(t.0), self.exchanges.get(xid.0))
+                {
                     u.conn.reuse();
                     u.link = Link::Exchange(xid);
                     u.backend = id;
                     u.balancer = balancer.clone();
-                    u.wbuf.extend_from_slice(&head);
+                    u.wbuf.extend_from_slice(&ex.route.head);
                 }
                 t
             }
             None => {
+                let head = self
+                    .exchanges
+                    .get(xid.0)
+                    .map(|ex| ex.route.head.clone())
+                    .unwrap_or_default();
                 let registered = mio::net::TcpStream::connect(addr).ok().and_then(|sock| {
                     let _ = sock.set_nodelay(true);
                     self.register_upstream(sock, |sock| Upstream {

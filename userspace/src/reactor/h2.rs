@@ -500,20 +500,28 @@ impl Reactor {
         // Borrowed as received: the connection machine drops what HTTP/2
         // forbids (connection-specific fields) and lowercases names as it
         // encodes, without a copy per field.
-        let extra = ex.response_extras();
         let chunked = backend_kind == BodyKind::Chunked;
+        let no_body = backend_kind == BodyKind::None;
+        let (client, Some(sid)) = (tok(ex.route.client), ex.stream()) else {
+            return false;
+        };
+        let extras = ex.response_extras();
+        let extra = extras.pairs();
         let mut refs: Vec<(&str, &[u8])> = Vec::with_capacity(head.headers.len() + extra.len());
         refs.extend(
             head.headers
                 .iter()
                 .filter(|(n, _)| !(chunked && n.eq_ignore_ascii_case("content-length"))),
         );
-        refs.extend(extra.iter().map(|(n, v)| (*n, v.as_slice())));
-        let no_body = backend_kind == BodyKind::None;
-        let (client, Some(sid)) = (tok(ex.route.client), ex.stream()) else {
-            return false;
+        refs.extend(extra.iter().copied());
+        let h2 = match self.conns.get_mut(client.0) {
+            Some(Conn::Client(Client {
+                state: ClientState::H2(h),
+                ..
+            })) => Some(h),
+            _ => None,
         };
-        let sent = match self.h2_client(client) {
+        let sent = match h2 {
             Some(h) => h
                 .conn
                 .send_headers(StreamId(sid), head.status, &refs, no_body)

@@ -235,18 +235,17 @@ impl Reactor {
         let (min_size, level) = (self.snapshot.gzip_min_size, self.snapshot.gzip_level);
         let client = tok(ex.route.client);
         let version = ex.client_version();
-        let extra = ex.response_extras();
-        let extra_refs: Vec<(&str, &[u8])> =
-            extra.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let Some((Conn::Upstream(u), Conn::Client(c))) = self.conns.get2_mut(up.0, client.0) else {
             return false;
         };
         if head.is_interim() {
-            encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
+            let extra = ex.response_extras();
+            encode_response_head(&head, &extra.pairs(), version, false, &mut c.wbuf);
             return true;
         }
         if head.is_switching_protocols() {
-            encode_response_head(&head, &extra_refs, version, false, &mut c.wbuf);
+            let extra = ex.response_extras();
+            encode_response_head(&head, &extra.pairs(), version, false, &mut c.wbuf);
             c.wbuf.extend_from_slice(&u.rbuf);
             u.rbuf.clear();
             u.link = Link::Tunnel(client);
@@ -272,7 +271,8 @@ impl Reactor {
         if close {
             ex.route.request.keep_alive = false;
         }
-        encode_response_head(&head, &extra_refs, version, close, &mut c.wbuf);
+        let extra = ex.response_extras();
+        encode_response_head(&head, &extra.pairs(), version, close, &mut c.wbuf);
         u.conn.head(&head);
         if backend_kind == BodyKind::None {
             // finish_exchange flushes, after counting.

@@ -26,5 +26,5 @@ pub use encode::{
     reason_phrase,
 };
 pub use head::Headers;
-pub use request::{Host, RequestHead, parse_host, parse_request_head};
+pub use request::{Host, RequestHead, check_host, host_of, parse_host, parse_request_head};
 pub use response::{ResponseHead, parse_response_head};

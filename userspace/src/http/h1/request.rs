@@ -268,8 +268,29 @@ fn request_host(
 /// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2, RFC 3986 §3.2.2). No
 /// userinfo; reg-name limited to unreserved / pct-encoded / sub-delims.
 pub fn parse_host(raw: &[u8]) -> Result<Host, HttpError> {
+    let raw = std::str::from_utf8(raw).map_err(|_| HttpError::PeerInvalidHost)?;
+    host_of(raw.to_owned())
+}
+
+/// [`parse_host`] of a value already owned (kept as `raw`).
+pub fn host_of(raw: String) -> Result<Host, HttpError> {
+    let (name, port) = host_parts(&raw)?;
+    let mut name = name.to_ascii_lowercase();
+    if name.ends_with('.') {
+        name.pop();
+    }
+    Ok(Host { name, port, raw })
+}
+
+/// [`parse_host`]'s judgement alone, without building anything.
+pub fn check_host(raw: &[u8]) -> Result<(), HttpError> {
+    let raw = std::str::from_utf8(raw).map_err(|_| HttpError::PeerInvalidHost)?;
+    host_parts(raw).map(|_| ())
+}
+
+/// The name as sent and the port of a valid Host value.
+fn host_parts(raw_str: &str) -> Result<(&str, Option<u16>), HttpError> {
     let invalid = HttpError::PeerInvalidHost;
-    let raw_str = std::str::from_utf8(raw).map_err(|_| invalid)?;
     let (name, port) = if let Some(rest) = raw_str.strip_prefix('[') {
         let (inner, after) = rest.split_once(']').ok_or(invalid)?;
         let literal_ok = !inner.is_empty()
@@ -304,15 +325,7 @@ pub fn parse_host(raw: &[u8]) -> Result<Host, HttpError> {
         }
         Some(_) => return Err(invalid),
     };
-    let mut name = name.to_ascii_lowercase();
-    if name.ends_with('.') {
-        name.pop();
-    }
-    Ok(Host {
-        name,
-        port,
-        raw: raw_str.to_owned(),
-    })
+    Ok((name, port))
 }
 
 #[cfg(test)]

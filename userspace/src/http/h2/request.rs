@@ -19,8 +19,8 @@
 
 use super::{ErrorCode, H2Request};
 use crate::http::fields::Fields;
+use crate::http::h1::check_host;
 use crate::http::h1::head::is_token;
-use crate::http::h1::parse_host;
 use crate::http::{CONNECTION_SPECIFIC, HttpError, Limits};
 
 /// Why a header block does not become a request.
@@ -71,7 +71,8 @@ pub struct Collector {
 impl Collector {
     pub fn new(max_list: usize, limits: Limits) -> Self {
         Collector {
-            fields: Fields::new(),
+            // A usual request's fields without growing.
+            fields: Fields::with_capacity(16, 160, 480),
             list_size: 0,
             error: None,
             regular: 0,
@@ -270,7 +271,7 @@ pub fn build_request(
         (None, Some(h)) => h,
         (None, None) => return Err(HttpError::PeerMissingHost.into()),
     };
-    parse_host(authority)?;
+    check_host(authority)?;
     if let Some(n) = content_length {
         if n > limits.max_body {
             return Err(HttpError::LimitBody.into());

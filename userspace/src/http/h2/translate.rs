@@ -15,13 +15,12 @@
 
 use super::H2Request;
 use crate::http::HttpError;
-use crate::http::h1::{BodyKind, Host, RequestHead, parse_host};
+use crate::http::h1::{BodyKind, RequestHead, host_of};
 
 /// The HTTP/1.1 head for a request received on a stream; `end_stream`:
 /// the stream carries no body. A `:authority` that is not a valid host is
 /// refused (400 `invalid_host`).
 pub fn to_h1(req: H2Request, end_stream: bool) -> Result<RequestHead, HttpError> {
-    let host = parse_host(req.authority.as_bytes()).map_err(|_| HttpError::PeerInvalidHost)?;
     let body = match (end_stream, req.content_length) {
         (true, _) => BodyKind::None,
         (false, Some(n)) => BodyKind::Length(n),
@@ -29,6 +28,7 @@ pub fn to_h1(req: H2Request, end_stream: bool) -> Result<RequestHead, HttpError>
     };
     let mut headers = req.headers;
     headers.insert(0, "host", req.authority.as_bytes());
+    let host = host_of(req.authority).map_err(|_| HttpError::PeerInvalidHost)?;
     Ok(RequestHead {
         method: req.method,
         target: req.path,
@@ -38,11 +38,7 @@ pub fn to_h1(req: H2Request, end_stream: bool) -> Result<RequestHead, HttpError>
         keep_alive: true,
         expect_continue: false,
         upgrade: None,
-        host: Some(Host {
-            name: host.name,
-            port: host.port,
-            raw: req.authority,
-        }),
+        host: Some(host),
     })
 }
 
