@@ -225,4 +225,36 @@ mod tests {
             .unwrap();
         assert_eq!(back, data);
     }
+
+    #[test]
+    fn only_the_first_vary_grows_and_weak_or_starred_values_stay() {
+        let fields = |h: &ResponseHead| {
+            h.headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v)))
+                .collect::<Vec<_>>()
+        };
+        let mut h = head(
+            "HTTP/1.1 200 OK\r\nVary: Cookie\r\nETag: W/\"x\"\r\nVary: Origin\r\nContent-Encoding: identity\r\nContent-Length: 9\r\n\r\n",
+        );
+        rewrite_head(&mut h);
+        assert_eq!(
+            fields(&h),
+            [
+                "Vary: Cookie, Accept-Encoding",
+                "ETag: W/\"x\"",
+                "Vary: Origin",
+                "Content-Encoding: gzip"
+            ]
+        );
+        let mut h = head("HTTP/1.1 200 OK\r\nVary: *\r\n\r\n");
+        rewrite_head(&mut h);
+        assert_eq!(fields(&h), ["Vary: *", "Content-Encoding: gzip"]);
+        let mut h = head("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n");
+        rewrite_head(&mut h);
+        assert_eq!(
+            fields(&h),
+            ["Content-Encoding: gzip", "Vary: Accept-Encoding"]
+        );
+    }
 }

@@ -284,3 +284,30 @@ fn errors_stick() {
     assert_eq!(ex.fail(HttpError::QueueFull), HttpError::QueueFull);
     assert_eq!(ex.fail(HttpError::NoBackend), HttpError::QueueFull);
 }
+
+#[test]
+fn response_fields_come_in_order_and_all_fit() {
+    let all = ResponseFields {
+        request_id: "rid",
+        hsts: Some("max-age=63072000"),
+        cookie: Some("portier_sticky=b1; Path=/".to_string()),
+    };
+    let pairs = all.pairs();
+    assert_eq!(
+        pairs[..],
+        [
+            ("X-Request-ID", &b"rid"[..]),
+            ("Strict-Transport-Security", &b"max-age=63072000"[..]),
+            ("Set-Cookie", &b"portier_sticky=b1; Path=/"[..]),
+        ]
+    );
+    let cookie_only = ResponseFields {
+        request_id: "r",
+        hsts: None,
+        cookie: Some("c=1".to_string()),
+    };
+    assert_eq!(
+        cookie_only.pairs()[..],
+        [("X-Request-ID", &b"r"[..]), ("Set-Cookie", &b"c=1"[..])]
+    );
+}

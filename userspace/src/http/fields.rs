@@ -70,6 +70,20 @@ impl Fields {
         self.ends.reserve(fields);
     }
 
+    /// No fields, capacity kept.
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.values.clear();
+        self.ends.clear();
+    }
+
+    /// Bytes held by the buffers (for keep-or-drop decisions).
+    pub fn capacity_bytes(&self) -> usize {
+        self.names.capacity()
+            + self.values.capacity()
+            + self.ends.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -276,6 +290,53 @@ mod tests {
             .into_iter()
             .collect()
         );
+    }
+
+    /// Random pushes, inserts and retains against a `Vec` of pairs.
+    #[test]
+    fn behaves_like_a_vec_of_pairs() {
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for _ in 0..200 {
+            let (mut f, mut model) = (Fields::new(), Vec::<(String, Vec<u8>)>::new());
+            for _ in 0..next(12) {
+                let name = ["a", "Bb", "ccc", "é", ""][next(5) as usize].to_string();
+                let value: Vec<u8> = (0..next(4)).map(|i| (i as u8) ^ 0xa5).collect();
+                match next(3) {
+                    0 => {
+                        f.push(&name, &value);
+                        model.push((name, value));
+                    }
+                    1 => {
+                        let at = next(model.len() as u64 + 2) as usize;
+                        f.insert(at, &name, &value);
+                        model.insert(at.min(model.len()), (name, value));
+                    }
+                    _ => {
+                        let drop = ["a", "Bb", "ccc", "é", ""][next(5) as usize];
+                        f.retain(|n, _| n != drop);
+                        model.retain(|(n, _)| n != drop);
+                    }
+                }
+                let pairs: Vec<(&str, &[u8])> = model
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice()))
+                    .collect();
+                assert_eq!(f.iter().collect::<Vec<_>>(), pairs);
+                assert_eq!(f.len(), model.len());
+                for (i, p) in pairs.iter().enumerate() {
+                    assert_eq!(f.get(i), Some(*p));
+                }
+                let mut it = f.iter();
+                let _ = it.next();
+                assert_eq!(it.len(), model.len().saturating_sub(1));
+            }
+        }
     }
 
     #[test]

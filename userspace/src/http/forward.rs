@@ -79,8 +79,9 @@ pub struct ForwardHeaders {
 
 impl ForwardHeaders {
     fn value(&self, i: usize) -> &str {
-        let start = i.checked_sub(1).map_or(0, |p| self.ends[p]);
-        self.values.get(start..self.ends[i]).unwrap_or_default()
+        let end = |i: usize| self.ends.get(i).copied().unwrap_or(0);
+        let start = i.checked_sub(1).map_or(0, end);
+        self.values.get(start..end(i)).unwrap_or_default()
     }
 
     /// `X-Forwarded-For`.

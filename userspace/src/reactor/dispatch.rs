@@ -290,7 +290,7 @@ impl Reactor {
                 // Never one that carries something or goes elsewhere: the
                 // pool holds ids, and an id outlives its connection.
                 Some(Conn::Upstream(u)) if !matches!(u.link, Link::None) || u.addr != addr => {
-                    debug_assert!(false, "a pool entry for a connection in use");
+                    tracing::warn!("backend pool: skipped an entry for a connection in use");
                 }
                 Some(Conn::Upstream(u)) if !u.eof && u.conn.state() == ConnState::Idle => {
                     pooled = Some(tok(c));

@@ -370,6 +370,42 @@ pub(crate) fn own_headers(headers: &[httparse::Header<'_>]) -> Headers {
 mod tests {
     use super::*;
 
+    /// Heads of 32 fields use the tokenizer's stack slots, 33 its heap
+    /// ones; a partial head of 32 fields needs 33.
+    #[test]
+    fn heads_around_the_stack_slot_count_parse_alike() {
+        use crate::http::h1::{parse_request_head, parse_response_head};
+        let limits = Limits::default();
+        for n in [31, 32, 33, 40] {
+            let fields: String = (0..n).map(|i| format!("X-F{i}: {i}\r\n")).collect();
+            let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+            let (head, used) = parse_request_head(req.as_bytes(), &limits)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!((head.headers.len(), used), (n + 1, req.len()));
+            assert_eq!(
+                head.headers.get(n),
+                Some((
+                    format!("X-F{}", n - 1).as_str(),
+                    format!("{}", n - 1).as_bytes()
+                ))
+            );
+            let partial = &req[..req.len() - 2];
+            assert_eq!(parse_request_head(partial.as_bytes(), &limits), Ok(None));
+            let res = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 0\r\n\r\n");
+            let (head, _) = parse_response_head(res.as_bytes(), &limits, false)
+                .expect("valid")
+                .expect("complete");
+            assert_eq!(head.headers.len(), n + 1);
+            assert_eq!(head.header("x-f0"), Some(&b"0"[..]));
+            let partial = &res[..res.len() - 2];
+            assert_eq!(
+                parse_response_head(partial.as_bytes(), &limits, false),
+                Ok(None)
+            );
+        }
+    }
+
     fn hdr<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
         httparse::Header { name, value }
     }

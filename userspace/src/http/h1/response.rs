@@ -29,7 +29,7 @@ pub struct ResponseHead {
     /// Status code, 100..=599.
     pub status: u16,
     /// Reason phrase as received (empty if absent or not plain ASCII).
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
     /// Field lines in order: name as received, value with OWS trimmed.
     pub headers: Headers,
     /// Body framing (RFC 9112 §6.3).
@@ -131,7 +131,11 @@ pub fn parse_response_head(
     let head = ResponseHead {
         version,
         status,
-        reason: reason.to_owned(),
+        // The usual phrase is not copied.
+        reason: match super::encode::reason_phrase(status) {
+            usual if usual == reason => usual.into(),
+            _ => reason.to_owned().into(),
+        },
         headers: own_headers(headers),
         body,
         keep_alive,
@@ -167,7 +171,7 @@ mod tests {
     #[test]
     fn parses_simple_response() {
         let h = ok(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n");
-        assert_eq!((h.version, h.status, h.reason.as_str()), (1, 200, "OK"));
+        assert_eq!((h.version, h.status, &*h.reason), (1, 200, "OK"));
         assert_eq!(h.body, BodyKind::Length(5));
         assert!(h.keep_alive);
         assert_eq!(h.header("content-type"), Some(&b"text/plain"[..]));
@@ -177,7 +181,7 @@ mod tests {
     #[test]
     fn accepts_missing_reason() {
         let h = ok(b"HTTP/1.1 204\r\n\r\n");
-        assert_eq!((h.status, h.reason.as_str()), (204, ""));
+        assert_eq!((h.status, &*h.reason), (204, ""));
     }
 
     #[test]

@@ -30,6 +30,7 @@ use super::hpack::{Decoder, Encoder};
 use super::stream::Stream;
 use super::{ErrorCode, Event, H2Settings, StreamId};
 use crate::http::Limits;
+use crate::http::fields::Fields;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnState {
@@ -92,6 +93,9 @@ pub struct ServerConn {
     encoder: Encoder,
     /// The response header block being encoded (kept between responses).
     block_out: Vec<u8>,
+    /// Where a request's header block is decoded into (kept between
+    /// requests, like `block_out`).
+    block_in: Fields,
     streams: BTreeMap<StreamId, Stream>,
     /// Highest client stream id opened or refused (§5.1.1).
     last_stream: StreamId,
@@ -153,6 +157,7 @@ impl ServerConn {
             decoder: Decoder::new(s.header_table_size as usize),
             encoder: Encoder::new(),
             block_out: Vec::new(),
+            block_in: Fields::new(),
             streams: BTreeMap::new(),
             last_stream: StreamId(0),
             recently_reset: VecDeque::new(),

@@ -280,7 +280,8 @@ impl Default for H2Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct H2Request {
     pub method: String,
-    pub scheme: String,
+    /// Checked, not forwarded (the backend hears `X-Forwarded-Proto`).
+    pub scheme: std::borrow::Cow<'static, str>,
     /// `:authority`, else the Host field (validated as `uri-host[:port]`).
     pub authority: String,
     /// Origin-form path with query, or `*` for `OPTIONS`.

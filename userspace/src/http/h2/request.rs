@@ -70,9 +70,17 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(max_list: usize, limits: Limits) -> Self {
+        Collector::reusing(Fields::new(), max_list, limits)
+    }
+
+    /// A collector writing into `fields` (emptied first), kept by the
+    /// connection between header blocks.
+    pub fn reusing(mut fields: Fields, max_list: usize, limits: Limits) -> Self {
+        fields.clear();
+        // A usual request's fields without growing.
+        fields.reserve(16, 160, 480);
         Collector {
-            // A usual request's fields without growing.
-            fields: Fields::with_capacity(16, 160, 480),
+            fields,
             list_size: 0,
             error: None,
             regular: 0,
@@ -80,6 +88,11 @@ impl Collector {
             max_list,
             limits,
         }
+    }
+
+    /// The buffers, for the next header block.
+    pub fn into_fields(self) -> Fields {
+        self.fields
     }
 
     /// One decoded field.
@@ -108,7 +121,7 @@ impl Collector {
         };
         if error.is_some() {
             self.error = error;
-            self.fields = Fields::new();
+            self.fields.clear();
             return;
         }
         self.fields.push(&String::from_utf8_lossy(name), value);
@@ -180,7 +193,7 @@ fn check_regular(name: &[u8], value: &[u8]) -> Result<(), HttpError> {
 
 /// Build a request from a complete, limit-checked header list (§8.3.1).
 pub fn build_request(
-    c: Collector,
+    c: &Collector,
     end_stream: bool,
     limits: &Limits,
 ) -> Result<H2Request, Refusal> {
@@ -298,7 +311,11 @@ pub fn build_request(
     }
     Ok(H2Request {
         method: ascii(method, bad)?,
-        scheme: ascii(scheme, bad)?,
+        scheme: match scheme {
+            b"https" => "https".into(),
+            b"http" => "http".into(),
+            other => ascii(other, bad)?.into(),
+        },
         authority: ascii(authority, HttpError::PeerInvalidHost)?,
         path: ascii(path, bad)?,
         headers,
@@ -307,7 +324,7 @@ pub fn build_request(
 }
 
 /// Validate a trailer section (§8.1: no pseudo-header fields).
-pub fn build_trailers(c: Collector) -> Result<Vec<(String, Vec<u8>)>, HttpError> {
+pub fn build_trailers(c: &Collector) -> Result<Vec<(String, Vec<u8>)>, HttpError> {
     if let Some(e) = c.error {
         return Err(e);
     }
@@ -335,7 +352,27 @@ mod tests {
     }
 
     fn req(fields: &[(&str, &str)]) -> Result<H2Request, Refusal> {
-        build_request(collect(fields), false, &Limits::default())
+        build_request(&collect(fields), false, &Limits::default())
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_refused_where_they_stand() {
+        let build = |names: &[&[u8]]| {
+            let mut c = collect(&[(":method", "GET"), (":scheme", "https")]);
+            for n in names {
+                c.push(n, b"v");
+            }
+            c.push(b":path", b"/");
+            build_request(&c, true, &Limits::default()).map(|_| ())
+        };
+        assert_eq!(
+            build(&[b"x-\xff"]),
+            Err(Refusal::Malformed(HttpError::PeerInvalidHeaderName))
+        );
+        assert_eq!(
+            build(&[b":pa\xffth"]),
+            Err(Refusal::Malformed(HttpError::PeerInvalidRequestLine))
+        );
     }
 
     const BASE: [(&str, &str); 4] = [
@@ -487,7 +524,7 @@ mod tests {
         );
         let c = collect(&with(&[("content-length", "3")]));
         assert_eq!(
-            build_request(c, true, &Limits::default()).unwrap_err(),
+            build_request(&c, true, &Limits::default()).unwrap_err(),
             Refusal::Malformed(HttpError::PeerIncompleteBody)
         );
     }
@@ -522,11 +559,11 @@ mod tests {
     #[test]
     fn trailers_refuse_pseudo_headers() {
         assert_eq!(
-            build_trailers(collect(&[(":path", "/")])).unwrap_err(),
+            build_trailers(&collect(&[(":path", "/")])).unwrap_err(),
             HttpError::PeerInvalidHeaderName
         );
         assert_eq!(
-            build_trailers(collect(&[("grpc-status", "0")])).unwrap(),
+            build_trailers(&collect(&[("grpc-status", "0")])).unwrap(),
             vec![("grpc-status".to_owned(), b"0".to_vec())]
         );
     }

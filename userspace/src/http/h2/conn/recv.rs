@@ -229,10 +229,33 @@ impl ServerConn {
         block: &[u8],
         now: Instant,
     ) -> Res {
-        let mut c = Collector::new(self.settings.max_header_list_size as usize, self.limits);
-        self.decoder
-            .decode(block, |n, v| c.push(n, v))
-            .map_err(|_| fatal(ErrorCode::COMPRESSION_ERROR, "HPACK decoding failed"))?;
+        let mut c = Collector::reusing(
+            std::mem::take(&mut self.block_in),
+            self.settings.max_header_list_size as usize,
+            self.limits,
+        );
+        let decoded = self.decoder.decode(block, |n, v| c.push(n, v));
+        let done = match decoded {
+            Ok(()) => self.on_decoded(id, end, self_dependent, &c, now),
+            Err(_) => Err(fatal(ErrorCode::COMPRESSION_ERROR, "HPACK decoding failed")),
+        };
+        // Kept for the next block unless a large one grew it.
+        let fields = c.into_fields();
+        if fields.capacity_bytes() <= 4096 {
+            self.block_in = fields;
+        }
+        done
+    }
+
+    /// A decoded header block: a new stream's request or trailers.
+    fn on_decoded(
+        &mut self,
+        id: StreamId,
+        end: bool,
+        self_dependent: bool,
+        c: &Collector,
+        now: Instant,
+    ) -> Res {
         if self.ignored(id) {
             return Ok(());
         }
@@ -304,7 +327,7 @@ impl ServerConn {
         }
     }
 
-    fn on_trailers(&mut self, id: StreamId, end: bool, c: Collector, now: Instant) -> Res {
+    fn on_trailers(&mut self, id: StreamId, end: bool, c: &Collector, now: Instant) -> Res {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Ok(());
         };
