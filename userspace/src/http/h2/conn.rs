@@ -107,6 +107,12 @@ pub struct ServerConn {
     conn_recv_window: i64,
     /// Connection octets consumed, not yet sent as WINDOW_UPDATE.
     conn_credit: u64,
+    /// Some stream's `credit` grew since the last flush (so a flush need
+    /// not visit every stream when none did).
+    stream_credit: bool,
+    /// Streams marked blocked, maybe no longer (checked when waking), so
+    /// a wake-up visits these rather than every stream.
+    blocked: Vec<StreamId>,
     out: Vec<u8>,
     /// Octets queued in reaction to the client since the last poll_output.
     pending_control: usize,
@@ -167,6 +173,8 @@ impl ServerConn {
             conn_send_window: i64::from(frame::DEFAULT_WINDOW),
             conn_recv_window: i64::from(s.connection_window),
             conn_credit: 0,
+            stream_credit: false,
+            blocked: Vec::new(),
             out,
             pending_control: 0,
             free_window_updates: 0,
@@ -313,7 +321,7 @@ impl ServerConn {
     pub fn wants_write(&self) -> bool {
         !self.out.is_empty()
             || (!matches!(self.state, ConnState::Failed(_))
-                && (self.conn_credit > 0 || self.streams.values().any(|s| s.credit > 0)))
+                && (self.conn_credit > 0 || self.stream_credit))
     }
 
     /// Nothing more will happen: a connection error was sent, or a GOAWAY

@@ -110,6 +110,81 @@ pub(crate) const STATIC_TABLE: [(&str, &str); 61] = [
     ("www-authenticate", ""),
 ];
 
+/// Each static table name and the position of its first entry, sorted by
+/// name: the encoder finds a name in ~6 comparisons instead of a walk
+/// over all 61 entries (a test checks it against `STATIC_TABLE`).
+const STATIC_BY_NAME: [(&str, usize); 52] = [
+    (":authority", 0),
+    (":method", 1),
+    (":path", 3),
+    (":scheme", 5),
+    (":status", 7),
+    ("accept", 18),
+    ("accept-charset", 14),
+    ("accept-encoding", 15),
+    ("accept-language", 16),
+    ("accept-ranges", 17),
+    ("access-control-allow-origin", 19),
+    ("age", 20),
+    ("allow", 21),
+    ("authorization", 22),
+    ("cache-control", 23),
+    ("content-disposition", 24),
+    ("content-encoding", 25),
+    ("content-language", 26),
+    ("content-length", 27),
+    ("content-location", 28),
+    ("content-range", 29),
+    ("content-type", 30),
+    ("cookie", 31),
+    ("date", 32),
+    ("etag", 33),
+    ("expect", 34),
+    ("expires", 35),
+    ("from", 36),
+    ("host", 37),
+    ("if-match", 38),
+    ("if-modified-since", 39),
+    ("if-none-match", 40),
+    ("if-range", 41),
+    ("if-unmodified-since", 42),
+    ("last-modified", 43),
+    ("link", 44),
+    ("location", 45),
+    ("max-forwards", 46),
+    ("proxy-authenticate", 47),
+    ("proxy-authorization", 48),
+    ("range", 49),
+    ("referer", 50),
+    ("refresh", 51),
+    ("retry-after", 52),
+    ("server", 53),
+    ("set-cookie", 54),
+    ("strict-transport-security", 55),
+    ("transfer-encoding", 56),
+    ("user-agent", 57),
+    ("vary", 58),
+    ("via", 59),
+    ("www-authenticate", 60),
+];
+
+/// (index of the first entry named `name`, index of an entry with both
+/// `name` and `value`), 1-based, 0 for none.
+fn static_index(name: &[u8], value: &[u8]) -> (usize, usize) {
+    let Ok(at) = STATIC_BY_NAME.binary_search_by(|(n, _)| n.as_bytes().cmp(name)) else {
+        return (0, 0);
+    };
+    let first = STATIC_BY_NAME.get(at).map_or(0, |(_, i)| *i);
+    let full = STATIC_TABLE
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take_while(|(_, (n, _))| n.as_bytes() == name)
+        .find(|(_, (_, v))| v.as_bytes() == value)
+        .map_or(0, |(i, _)| i + 1);
+    (first + 1, full)
+}
+
 /// Per-entry overhead in the table size (RFC 7541 §4.1).
 const ENTRY_OVERHEAD: usize = 32;
 
@@ -443,19 +518,7 @@ impl Encoder {
         } else {
             name
         };
-        let mut name_index = 0;
-        let mut full = 0;
-        for (i, (n, v)) in STATIC_TABLE.iter().enumerate() {
-            if n.as_bytes() == name {
-                if name_index == 0 {
-                    name_index = i + 1;
-                }
-                if v.as_bytes() == value {
-                    full = i + 1;
-                    break;
-                }
-            }
-        }
+        let (name_index, full) = static_index(name, value);
         if full != 0 {
             encode_int(out, full, 7, 0x80);
         } else {
@@ -488,6 +551,31 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_index_agrees_with_a_walk_over_the_table() {
+        let walk = |name: &[u8], value: &[u8]| {
+            let first = STATIC_TABLE.iter().position(|(n, _)| n.as_bytes() == name);
+            let full = STATIC_TABLE
+                .iter()
+                .position(|(n, v)| n.as_bytes() == name && v.as_bytes() == value);
+            (first.map_or(0, |i| i + 1), full.map_or(0, |i| i + 1))
+        };
+        let mut names: Vec<&str> = STATIC_TABLE.iter().map(|(n, _)| *n).collect();
+        names.extend(["", "x-unknown", "accept-", "zzz", ":status2"]);
+        let mut values: Vec<&str> = STATIC_TABLE.iter().map(|(_, v)| *v).collect();
+        values.push("other");
+        for n in &names {
+            for v in &values {
+                assert_eq!(
+                    static_index(n.as_bytes(), v.as_bytes()),
+                    walk(n.as_bytes(), v.as_bytes()),
+                    "{n}: {v}"
+                );
+            }
+        }
+        assert!(STATIC_BY_NAME.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 
     type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 

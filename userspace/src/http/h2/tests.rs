@@ -949,6 +949,54 @@ fn connection_send_window_is_shared() {
 }
 
 #[test]
+fn blocked_streams_are_woken_in_order_and_their_list_stays_small() {
+    let mut c = Client::new();
+    c.get(1);
+    c.events();
+    c.conn.send_headers(StreamId(1), 200, &[], false).unwrap();
+    assert_eq!(
+        c.conn.send_data(StreamId(1), &vec![0; 65_535], false),
+        65_535
+    );
+    let _ = c.output();
+    // Blocked on the shut connection window, then reset by the client:
+    // nothing wakes them, so the list is pruned as it grows.
+    for i in 0..40 {
+        let id = 101 + 2 * i;
+        c.get(id);
+        c.events();
+        c.conn.send_headers(StreamId(id), 200, &[], false).unwrap();
+        assert_eq!(c.conn.send_data(StreamId(id), b"x", false), 0);
+        c.frame(kind::RST_STREAM, 0, id, &u32s(&[8]));
+        c.events();
+        // At most 2 × open streams (two here) + 16, plus the one pushed.
+        assert!(c.conn.blocked_len() <= 21, "{}", c.conn.blocked_len());
+    }
+    // Blocked in the order 203, 201: woken in stream order.
+    for id in [201, 203] {
+        c.get(id);
+        c.events();
+        c.conn.send_headers(StreamId(id), 200, &[], false).unwrap();
+    }
+    for id in [203, 201] {
+        assert_eq!(c.conn.send_data(StreamId(id), b"x", false), 0);
+    }
+    c.frame(kind::WINDOW_UPDATE, 0, 0, &u32s(&[100]));
+    assert_eq!(
+        c.events(),
+        vec![
+            Event::CapacityAvailable {
+                stream: StreamId(201)
+            },
+            Event::CapacityAvailable {
+                stream: StreamId(203)
+            }
+        ]
+    );
+    assert_eq!(c.conn.blocked_len(), 0);
+}
+
+#[test]
 fn window_update_overflow() {
     let mut c = Client::new();
     c.get(1);

@@ -99,6 +99,9 @@ impl ServerConn {
             }
             self.conn_credit = 0;
         }
+        if !std::mem::take(&mut self.stream_credit) {
+            return;
+        }
         let initial = i64::from(self.settings.initial_window_size);
         for (&id, s) in self.streams.iter_mut() {
             if s.credit == 0 {
@@ -126,15 +129,50 @@ impl ServerConn {
     pub(super) fn wake_blocked(&mut self) {
         let conn = self.conn_send_window;
         let room = (self.settings.max_send_buffer as usize).saturating_sub(self.out.len());
-        if conn <= 0 || room == 0 {
+        if conn <= 0 || room == 0 || self.blocked.is_empty() {
             return;
         }
-        for (&id, s) in self.streams.iter_mut() {
-            if s.blocked && s.send_window > 0 && s.send == SendState::Body {
-                s.blocked = false;
-                self.events
-                    .push_back(Event::CapacityAvailable { stream: id });
+        // In stream order, as a walk over the streams would be.
+        self.blocked.sort_unstable();
+        self.blocked.dedup();
+        let (streams, events) = (&mut self.streams, &mut self.events);
+        self.blocked.retain(|id| match streams.get_mut(id) {
+            Some(s) if s.blocked && s.send == SendState::Body => {
+                if s.send_window > 0 {
+                    s.blocked = false;
+                    events.push_back(Event::CapacityAvailable { stream: *id });
+                    false
+                } else {
+                    true
+                }
             }
+            _ => false,
+        });
+    }
+
+    /// How many stream ids the blocked list holds (tests).
+    #[cfg(test)]
+    pub(crate) fn blocked_len(&self) -> usize {
+        self.blocked.len()
+    }
+
+    /// Mark `stream` blocked (or not) on its send windows.
+    pub(super) fn set_blocked(&mut self, stream: StreamId, blocked: bool) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if blocked && !s.blocked {
+                self.blocked.push(stream);
+            }
+            s.blocked = blocked;
+        }
+        // Ids of streams gone or unblocked leave at the next wake-up; while
+        // the connection window stays shut there is none, so they are
+        // pruned here (the list never outgrows the open streams by much).
+        if self.blocked.len() > 2 * self.streams.len() + 16 {
+            let streams = &self.streams;
+            self.blocked
+                .retain(|id| streams.get(id).is_some_and(|s| s.blocked));
+            self.blocked.sort_unstable();
+            self.blocked.dedup();
         }
     }
 
@@ -153,10 +191,12 @@ impl ServerConn {
     /// a `CapacityAvailable` follows when the windows open (as after a
     /// partial `send_data`).
     pub fn want_capacity(&mut self, stream: StreamId) {
-        if let Some(s) = self.streams.get_mut(&stream)
-            && s.send == SendState::Body
+        if self
+            .streams
+            .get(&stream)
+            .is_some_and(|s| s.send == SendState::Body)
         {
-            s.blocked = true;
+            self.set_blocked(stream, true);
         }
     }
 
@@ -169,6 +209,7 @@ impl ServerConn {
         self.conn_credit = self.conn_credit.saturating_add(n);
         if let Some(s) = self.streams.get_mut(&stream) {
             s.credit = s.credit.saturating_add(n);
+            self.stream_credit = true;
         }
     }
 }

@@ -73,11 +73,13 @@ impl ServerConn {
         let dlen = data.len() as u64;
         self.conn_credit += pad;
         stream.credit += pad;
+        self.stream_credit |= pad > 0;
         match stream.recv {
             RecvState::Closed => Ok(()),
             RecvState::Discarding => {
                 self.conn_credit += dlen;
                 stream.credit += dlen;
+                self.stream_credit = true;
                 if end {
                     stream.recv = RecvState::Closed;
                     self.maybe_finish(id);
@@ -101,6 +103,7 @@ impl ServerConn {
                 if let Some(e) = error {
                     self.conn_credit += dlen;
                     stream.credit += dlen;
+                    self.stream_credit = true;
                     return self.request_error(id, e, end, now);
                 }
                 stream.recv = if end {

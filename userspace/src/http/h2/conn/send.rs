@@ -92,9 +92,7 @@ impl ServerConn {
         let all = n == data.len();
         let chunk = data.get(..n).unwrap_or_default();
         if n == 0 && !(all && end_stream) {
-            if let Some(s) = self.streams.get_mut(&stream) {
-                s.blocked = !data.is_empty();
-            }
+            self.set_blocked(stream, !data.is_empty());
             return 0;
         }
         let max_frame = self.peer_max_frame as usize;
@@ -107,11 +105,11 @@ impl ServerConn {
         self.conn_send_window -= n as i64;
         if let Some(s) = self.streams.get_mut(&stream) {
             s.send_window -= n as i64;
-            s.blocked = !all;
             if all && end_stream {
                 s.send = SendState::Closed;
             }
         }
+        self.set_blocked(stream, !all);
         if all && end_stream {
             self.maybe_finish(stream);
         }
