@@ -149,37 +149,81 @@ pub fn forward_headers(input: &ForwardInput<'_>) -> ForwardHeaders {
     let incoming_len: usize = incoming().map(|e| e.len() + 2).sum();
     let mut values = String::with_capacity(160 + incoming_len);
     let mut ends = [0; 5];
-    // Writing into a String cannot fail.
     for element in incoming() {
         // Values came through the head parser (no CTLs); keep them as they
         // are, lossily for non-UTF-8 obs-text.
         values.push_str(&String::from_utf8_lossy(element));
         values.push_str(", ");
     }
-    let _ = write!(values, "{peer}");
+    push_ip(&mut values, peer);
     ends[0] = values.len();
     let real_ip = incoming()
         .last()
         .and_then(parse_xff_ip)
         .map_or(peer, canonical);
-    let _ = write!(values, "{real_ip}");
+    push_ip(&mut values, real_ip);
     ends[1] = values.len();
-    let _ = write!(values, "{}", input.port);
+    push_decimal(&mut values, u64::from(input.port));
     ends[2] = values.len();
     match input.incoming_request_id {
         Some(id) if is_sane_request_id(id) => values.push_str(&String::from_utf8_lossy(id)),
         _ => {
-            let _ = write!(values, "{}", input.generated_id.hyphenated());
+            let mut buf = uuid::Uuid::encode_buffer();
+            values.push_str(input.generated_id.hyphenated().encode_lower(&mut buf));
         }
     }
     ends[3] = values.len();
     let (secs, millis) = input.start;
-    let _ = write!(values, "t={secs}.{:03}", millis.min(999));
+    values.push_str("t=");
+    push_decimal(&mut values, secs);
+    values.push('.');
+    let millis = millis.min(999);
+    for digit in [millis / 100, millis / 10 % 10, millis % 10] {
+        values.push(char::from(b'0' + digit as u8));
+    }
     ends[4] = values.len();
     ForwardHeaders {
         values,
         ends,
         proto: input.scheme.as_str(),
+    }
+}
+
+/// `n` in decimal, without the formatting machinery (this runs for every
+/// request).
+fn push_decimal(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for &d in digits.get(at..).unwrap_or_default() {
+        out.push(char::from(d));
+    }
+}
+
+/// An address as text: IPv4 by hand (the usual case), IPv6 by `Display`.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
     }
 }
 
@@ -210,6 +254,21 @@ fn parse_xff_ip(element: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_would() {
+        for n in [0u64, 7, 10, 99, 255, 65535, 1_790_000_000, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        for ip in ["0.0.0.0", "10.0.0.1", "203.0.113.255", "2001:db8::5", "::1"] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
 
     const ID: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
 

@@ -303,12 +303,24 @@ fn forwarded_fields<'a>(
     extra: &'a [(&str, &[u8])],
     protected: &'a [&str],
 ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-    let connection_named = move |name: &str| {
-        headers
+    // The tokens `Connection` lists, gathered once (a walk over every
+    // field for each field otherwise); past eight of them, the walk.
+    let mut listed: [&[u8]; 8] = [&[]; 8];
+    let mut count = 0;
+    for token in headers.values_of("connection").flat_map(list_elements) {
+        if let Some(slot) = listed.get_mut(count) {
+            *slot = token;
+        }
+        count += 1;
+    }
+    let connection_named = move |name: &str| match listed.get(..count) {
+        Some(tokens) => tokens
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-            .flat_map(|(_, v)| list_elements(v))
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes())),
+        None => headers
+            .values_of("connection")
+            .flat_map(list_elements)
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes())),
     };
     headers.iter().filter_map(move |(name, value)| {
         let dropped = hop_by_hop(name)
