@@ -145,6 +145,8 @@ impl Client {
 }
 
 pub struct Upstream {
+    /// Unique per connection of a reactor (slots are reused; this is not).
+    pub serial: u64,
     pub sock: TcpStream,
     pub addr: SocketAddr,
     pub balancer: Arc<Balancer>,

@@ -61,6 +61,8 @@ pub struct Reactor {
     /// Client connections whose output is written at the end of the turn
     /// (see `Client::flush_queued`).
     pub(super) flush_later: Vec<Token>,
+    /// The serial number of the next backend connection.
+    pub(super) next_upstream_serial: u64,
     /// Listeners with connections still waiting after this turn's batch.
     accept_later: Vec<usize>,
     /// HTTP/2 events of the connection being driven (reused).
@@ -125,6 +127,7 @@ impl Reactor {
             ready: VecDeque::new(),
             grants: Vec::new(),
             flush_later: Vec::new(),
+            next_upstream_serial: 0,
             accept_later: Vec::new(),
             h2_events: Vec::new(),
             h2_undispatched: Vec::new(),

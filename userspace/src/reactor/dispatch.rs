@@ -285,8 +285,10 @@ impl Reactor {
         };
         // A pooled connection, unless the backend closed it meanwhile.
         let mut pooled = None;
-        while let Some(c) = self.pool.take(addr) {
+        while let Some((c, serial)) = self.pool.take(addr) {
             match self.conns.get(c.0) {
+                // The slot now holds another connection.
+                Some(Conn::Upstream(u)) if u.serial != serial => {}
                 // Never one that carries something or goes elsewhere: the
                 // pool holds ids, and an id outlives its connection.
                 Some(Conn::Upstream(u)) if !matches!(u.link, Link::None) || u.addr != addr => {
@@ -322,7 +324,10 @@ impl Reactor {
                     .unwrap_or_default();
                 let registered = mio::net::TcpStream::connect(addr).ok().and_then(|sock| {
                     let _ = sock.set_nodelay(true);
+                    let serial = self.next_upstream_serial;
+                    self.next_upstream_serial += 1;
                     self.register_upstream(sock, |sock| Upstream {
+                        serial,
                         sock,
                         addr,
                         balancer: balancer.clone(),
@@ -499,8 +504,8 @@ impl Reactor {
         u.link = Link::None;
         u.rbuf = Vec::new();
         u.wbuf = Vec::new();
-        let addr = u.addr;
-        self.pool.put(addr, cid(up));
+        let (addr, serial) = (u.addr, u.serial);
+        self.pool.put(addr, cid(up), serial);
         self.schedule_conn(up);
     }
 

@@ -2,8 +2,11 @@
 //!
 //! Owns: the registry only (connection ids, last in first out: the most
 //! recently used connection is the least likely to have been closed by the
-//! backend). Must not: touch sockets — the reactor checks that a connection
-//! it takes is still usable, and removes the ones it closes.
+//! backend). Each id goes with the connection's serial number: a slot
+//! reused by another connection has another serial, so an entry that
+//! outlived its connection is recognised, never taken for the new one.
+//! Must not: touch sockets — the reactor checks that a connection it takes
+//! is still usable, and removes the ones it closes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,17 +15,17 @@ use crate::exchange::ConnId;
 
 #[derive(Default)]
 pub struct Pool {
-    idle: HashMap<SocketAddr, Vec<ConnId>>,
+    idle: HashMap<SocketAddr, Vec<(ConnId, u64)>>,
 }
 
 impl Pool {
     /// The connection finished a response and may serve another.
-    pub fn put(&mut self, addr: SocketAddr, conn: ConnId) {
-        self.idle.entry(addr).or_default().push(conn);
+    pub fn put(&mut self, addr: SocketAddr, conn: ConnId, serial: u64) {
+        self.idle.entry(addr).or_default().push((conn, serial));
     }
 
-    /// The most recently idle connection to `addr`.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<ConnId> {
+    /// The most recently idle connection to `addr`, with its serial.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<(ConnId, u64)> {
         let list = self.idle.get_mut(&addr)?;
         let conn = list.pop();
         if list.is_empty() {
@@ -34,7 +37,7 @@ impl Pool {
     /// The connection closed (or timed out) while idle.
     pub fn remove(&mut self, addr: SocketAddr, conn: ConnId) {
         if let Some(list) = self.idle.get_mut(&addr) {
-            list.retain(|c| *c != conn);
+            list.retain(|(c, _)| *c != conn);
             if list.is_empty() {
                 self.idle.remove(&addr);
             }
@@ -59,14 +62,14 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let b: SocketAddr = "127.0.0.1:2".parse().expect("addr");
         let mut p = Pool::default();
-        p.put(a, ConnId(1));
-        p.put(a, ConnId(2));
-        p.put(b, ConnId(3));
-        assert_eq!(p.take(a), Some(ConnId(2)));
+        p.put(a, ConnId(1), 10);
+        p.put(a, ConnId(2), 11);
+        p.put(b, ConnId(3), 12);
+        assert_eq!(p.take(a), Some((ConnId(2), 11)));
         p.remove(a, ConnId(1));
         assert_eq!(p.take(a), None);
         assert_eq!(p.len(), 1);
-        assert_eq!(p.take(b), Some(ConnId(3)));
+        assert_eq!(p.take(b), Some((ConnId(3), 12)));
         assert!(p.is_empty());
     }
 }
