@@ -48,10 +48,7 @@ impl Fields {
     /// Put a field at position `i` (at the end if `i` is past it).
     pub fn insert(&mut self, i: usize, name: &str, value: &[u8]) {
         let i = i.min(self.len());
-        let (name_at, value_at) = match i.checked_sub(1) {
-            Some(p) => self.ends.get(p).copied().unwrap_or_default(),
-            None => (0, 0),
-        };
+        let (name_at, value_at) = self.start_of(i);
         self.names.insert_str(name_at, name);
         self.values
             .splice(value_at..value_at, value.iter().copied());
@@ -99,15 +96,22 @@ impl Fields {
 
     /// Field `i` as (name, value).
     pub fn get(&self, i: usize) -> Option<(&str, &[u8])> {
-        let (name_end, value_end) = *self.ends.get(i)?;
-        let (name_start, value_start) = match i.checked_sub(1) {
-            Some(p) => self.ends.get(p).copied().unwrap_or_default(),
-            None => (0, 0),
-        };
-        Some((
-            self.names.get(name_start..name_end).unwrap_or_default(),
-            self.values.get(value_start..value_end).unwrap_or_default(),
-        ))
+        Some(self.slices(self.start_of(i), *self.ends.get(i)?))
+    }
+
+    /// Where field `i` starts in the two buffers (where `i - 1` ended).
+    fn start_of(&self, i: usize) -> (usize, usize) {
+        i.checked_sub(1)
+            .and_then(|p| self.ends.get(p).copied())
+            .unwrap_or_default()
+    }
+
+    /// The name and value between two (name, value) offsets.
+    fn slices(&self, start: (usize, usize), end: (usize, usize)) -> (&str, &[u8]) {
+        (
+            self.names.get(start.0..end.0).unwrap_or_default(),
+            self.values.get(start.1..end.1).unwrap_or_default(),
+        )
     }
 
     pub fn iter(&self) -> Iter<'_> {
@@ -205,20 +209,10 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (name_end, value_end) = *self.fields.ends.get(self.next)?;
-        let (name_start, value_start) = self.starts;
+        let end = *self.fields.ends.get(self.next)?;
+        let start = std::mem::replace(&mut self.starts, end);
         self.next += 1;
-        self.starts = (name_end, value_end);
-        Some((
-            self.fields
-                .names
-                .get(name_start..name_end)
-                .unwrap_or_default(),
-            self.fields
-                .values
-                .get(value_start..value_end)
-                .unwrap_or_default(),
-        ))
+        Some(self.fields.slices(start, end))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -277,13 +277,7 @@ impl Reactor {
     }
 
     fn h2_client(&mut self, token: Token) -> Option<&mut H2Client> {
-        match self.conns.get_mut(token.0) {
-            Some(Conn::Client(Client {
-                state: ClientState::H2(h),
-                ..
-            })) => Some(h),
-            _ => None,
-        }
+        h2_client_in(&mut self.conns, token)
     }
 
     fn h2_xid(&self, token: Token, sid: u32) -> Option<ExchangeId> {
@@ -514,14 +508,8 @@ impl Reactor {
                 .filter(|(n, _)| !(chunked && n.eq_ignore_ascii_case("content-length"))),
         );
         refs.extend(extra.iter().copied());
-        let h2 = match self.conns.get_mut(client.0) {
-            Some(Conn::Client(Client {
-                state: ClientState::H2(h),
-                ..
-            })) => Some(h),
-            _ => None,
-        };
-        let sent = match h2 {
+        // Through the slab alone: `refs` borrows from the exchanges.
+        let sent = match h2_client_in(&mut self.conns, client) {
             Some(h) => h
                 .conn
                 .send_headers(StreamId(sid), head.status, &refs, no_body)
@@ -654,5 +642,16 @@ impl Reactor {
                 ready.push_back(up);
             }
         }
+    }
+}
+
+/// The HTTP/2 client connection at `token` in `conns`, if that is what it is.
+fn h2_client_in(conns: &mut slab::Slab<Conn>, token: Token) -> Option<&mut H2Client> {
+    match conns.get_mut(token.0) {
+        Some(Conn::Client(Client {
+            state: ClientState::H2(h),
+            ..
+        })) => Some(h),
+        _ => None,
     }
 }
